@@ -1,0 +1,360 @@
+/*
+ * Server lifecycle on the main thread.
+ *
+ * Start order (DESIGN.md): store (and crash cleanup of this instance's
+ * records), events, listeners, workers, I/O threads, metrics; then one
+ * "listening" log line.  Stop (SIGTERM/SIGINT): mark draining, let every
+ * I/O thread send DISCONNECT + close 1001, wait until no WebSocket is open
+ * and no store operation is in flight (or server.drain_timeout passes), then
+ * stop I/O threads, workers, the store and the events writer, in that order.
+ */
+#include "reactor/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "auth/auth.h"
+#include "core/alloc.h"
+#include "core/assert.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/hmap.h"
+#include "events/events.h"
+#include "log/log.h"
+#include "metrics/metrics.h"
+#include "reactor/io_thread.h"
+#include "reactor/worker.h"
+#include "registry/registry.h"
+#include "store/store.h"
+
+#define DRAIN_POLL_MS 10
+
+struct sm_server_priv_s {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_async_t stop_async;
+    uv_timer_t drain_timer;
+    uint64_t drain_deadline;
+    bool draining;
+    bool started;
+    bool stopped;
+    bool timed_out;
+    sm_metrics_t *metrics;
+    int metrics_fd;
+    int *listen_fds;
+};
+
+unsigned sm_server_worker_for(const sm_server_t *s, sm_handle_t h)
+{
+    return (unsigned)(sm_hash_u64(h) % s->n_workers);
+}
+
+/* ---- sockets ---- */
+
+static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (uv_ip4_addr(host, port, a4) == 0) {
+        *len = sizeof *a4;
+        return 0;
+    }
+    if (uv_ip6_addr(host, port, a6) == 0) {
+        *len = sizeof *a6;
+        return 0;
+    }
+    return SM_EINVAL;
+}
+
+/* A bound, listening, non-blocking socket; *port is updated when it was 0. */
+static int open_listener(const char *key_host, const char *host, int *port, bool reuseport,
+                         int *fd_out, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (resolve(host, *port, &ss, &len) != 0) {
+        snprintf(err, errlen, "%s: \"%s\" is not an IPv4 or IPv6 address", key_host, host);
+        return SM_ECONFIG;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return SM_EIO;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
+        close(fd);
+        return SM_EIO;
+    }
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "%s: cannot listen on %s:%d: %s", key_host, host, *port,
+                 strerror(errno));
+        close(fd);
+        return SM_EIO;
+    }
+    if (*port == 0) {
+        struct sockaddr_storage got;
+        socklen_t glen = sizeof got;
+        getsockname(fd, (struct sockaddr *)&got, &glen);
+        *port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+                                               : ((struct sockaddr_in6 *)&got)->sin6_port);
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* ---- stop ---- */
+
+static void stop_threads(sm_server_t *s)
+{
+    struct sm_server_priv_s *p = s->_priv;
+    if (p->stopped)
+        return;
+    p->stopped = true;
+    for (unsigned i = 0; i < s->n_io; i++)
+        sm_io_thread_stop(s->io[i]);
+    for (unsigned i = 0; i < s->n_io; i++)
+        sm_io_thread_join_free(s->io[i]);
+    for (unsigned i = 0; i < s->n_workers; i++)
+        sm_worker_stop(s->workers[i]);
+    for (unsigned i = 0; i < s->n_workers; i++)
+        sm_worker_join_free(s->workers[i]);
+    sm_metrics_stop(p->metrics);
+    p->metrics = NULL;
+    uv_timer_stop(&p->drain_timer);
+    uv_close((uv_handle_t *)&p->drain_timer, NULL);
+    uv_close((uv_handle_t *)&p->sigterm, NULL);
+    uv_close((uv_handle_t *)&p->sigint, NULL);
+    uv_close((uv_handle_t *)&p->stop_async, NULL);
+}
+
+static bool drained(sm_server_t *s)
+{
+    if (atomic_load_explicit(&s->ws_open, memory_order_relaxed) > 0)
+        return false;
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        if (sm_worker_pending_ops(s->workers[i]) > 0 || sm_worker_sessions(s->workers[i]) > 0)
+            return false;
+    }
+    return true;
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    sm_server_t *s = t->data;
+    struct sm_server_priv_s *p = s->_priv;
+    if (drained(s)) {
+        SM_LOG(SM_LOG_INFO, SM_MSG("drain complete"));
+        stop_threads(s);
+        return;
+    }
+    if (uv_now(&p->loop) >= p->drain_deadline) {
+        p->timed_out = true;
+        SM_LOG(SM_LOG_WARN, SM_MSG("drain timeout: closing remaining connections"),
+               SM_INT("open", atomic_load_explicit(&s->ws_open, memory_order_relaxed)));
+        stop_threads(s);
+    }
+}
+
+static void begin_drain(sm_server_t *s)
+{
+    struct sm_server_priv_s *p = s->_priv;
+    if (p->draining) {
+        /* Second signal: stop now. */
+        SM_LOG(SM_LOG_WARN, SM_MSG("second stop signal: stopping without waiting"));
+        stop_threads(s);
+        return;
+    }
+    p->draining = true;
+    atomic_store_explicit(&s->draining, true, memory_order_relaxed);
+    SM_LOG(SM_LOG_INFO, SM_MSG("draining"),
+           SM_INT("connections", atomic_load_explicit(&s->ws_open, memory_order_relaxed)),
+           SM_UINT("drain_timeout_ms", s->cfg->server_drain_timeout));
+    for (unsigned i = 0; i < s->n_io; i++)
+        sm_io_thread_drain(s->io[i]);
+    p->drain_deadline = uv_now(&p->loop) + s->cfg->server_drain_timeout;
+    uv_timer_start(&p->drain_timer, on_drain_tick, DRAIN_POLL_MS, DRAIN_POLL_MS);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    sm_server_t *s = h->data;
+    SM_LOG(SM_LOG_INFO, SM_MSG("signal received"), SM_STR("signal", strsignal(signum)));
+    begin_drain(s);
+}
+
+static void on_stop_async(uv_async_t *a)
+{
+    begin_drain(a->data);
+}
+
+void sm_server_request_stop(sm_server_t *s)
+{
+    uv_async_send(&s->_priv->stop_async);
+}
+
+/* ---- start ---- */
+
+int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t errlen)
+{
+    sm_server_t *s = sm_xcalloc(1, sizeof *s);
+    struct sm_server_priv_s *p = sm_xcalloc(1, sizeof *p);
+    s->_priv = p;
+    s->cfg = cfg;
+    s->metrics_port = -1;
+    p->metrics_fd = -1;
+    atomic_init(&s->draining, false);
+    atomic_init(&s->sockets_open, 0);
+    atomic_init(&s->ws_open, 0);
+    SM_ASSERT(uv_loop_init(&p->loop) == 0);
+    s->started_at_ms = sm_clock_wall_ms();
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    *out = s;
+
+    int rc = sm_auth_new(cfg, &s->auth, err, errlen);
+    if (rc != 0)
+        return rc;
+    s->registry = sm_registry_new(64);
+    rc = sm_store_open(cfg, &s->store, err, errlen);
+    if (rc != 0)
+        return rc;
+    unsigned regs = 0, rooms = 0;
+    rc = sm_store_cleanup_instance(s->store, cfg->instance_id, &regs, &rooms);
+    if (rc != 0) {
+        snprintf(err, errlen, "store: cleanup of instance %s failed: %s", cfg->instance_id,
+                 sm_strerror(rc));
+        return rc;
+    }
+    if (regs || rooms)
+        SM_LOG(SM_LOG_INFO, SM_MSG("removed records left by a previous run"),
+               SM_STR("instance_id", cfg->instance_id), SM_UINT("registrations", regs),
+               SM_UINT("rooms", rooms));
+    rc = sm_events_open(cfg, &s->events, err, errlen);
+    if (rc != 0)
+        return rc;
+
+    s->n_io = cfg->io_threads;
+    s->n_workers = cfg->workers;
+    p->listen_fds = sm_xcalloc(s->n_io, sizeof *p->listen_fds);
+    for (unsigned i = 0; i < s->n_io; i++)
+        p->listen_fds[i] = -1;
+    int port = (int)cfg->server_port;
+    for (unsigned i = 0; i < s->n_io; i++) {
+        rc = open_listener("server.host", cfg->server_host, &port, true, &p->listen_fds[i], err,
+                           errlen);
+        if (rc != 0)
+            return rc;
+    }
+    s->port = port;
+    if (cfg->metrics_enabled) {
+        int mport = (int)cfg->metrics_port;
+        rc = open_listener("metrics.host", cfg->metrics_host, &mport, false, &p->metrics_fd, err,
+                           errlen);
+        if (rc != 0)
+            return rc;
+        s->metrics_port = mport;
+    }
+
+    /* Everything that can fail for a reason an operator can fix is done;
+     * from here on a failure is the machine's (threads, event loop). */
+    s->workers = sm_xcalloc(s->n_workers, sizeof *s->workers);
+    s->io = sm_xcalloc(s->n_io, sizeof *s->io);
+    for (unsigned i = 0; i < s->n_workers; i++)
+        s->workers[i] = sm_worker_new(s, i);
+    for (unsigned i = 0; i < s->n_io; i++) {
+        s->io[i] = sm_io_thread_new(s, i, p->listen_fds[i]);
+        p->listen_fds[i] = -1; /* owned by the thread now */
+    }
+    for (unsigned i = 0; i < s->n_workers; i++)
+        SM_ASSERT(sm_worker_start(s->workers[i]) == 0);
+    for (unsigned i = 0; i < s->n_io; i++)
+        SM_ASSERT(sm_io_thread_start(s->io[i]) == 0);
+    p->started = true;
+
+    uv_signal_init(&p->loop, &p->sigterm);
+    uv_signal_init(&p->loop, &p->sigint);
+    p->sigterm.data = p->sigint.data = s;
+    uv_signal_start(&p->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&p->sigint, on_signal, SIGINT);
+    uv_async_init(&p->loop, &p->stop_async, on_stop_async);
+    p->stop_async.data = s;
+    uv_timer_init(&p->loop, &p->drain_timer);
+    p->drain_timer.data = s;
+    if (p->metrics_fd >= 0) {
+        SM_ASSERT(sm_metrics_start(s, &p->loop, p->metrics_fd, &p->metrics) == 0);
+        p->metrics_fd = -1;
+    }
+
+    if (s->metrics_port >= 0)
+        SM_LOG(SM_LOG_INFO, SM_MSG("listening"), SM_STR("host", cfg->server_host),
+               SM_INT("port", s->port), SM_INT("metrics_port", s->metrics_port),
+               SM_STR("version", SM_VERSION), SM_STR("instance_id", cfg->instance_id),
+               SM_UINT("io_threads", s->n_io), SM_UINT("workers", s->n_workers),
+               SM_STR("store", sm_store_backend_name(s->store)),
+               SM_STR("events", cfg->events_backend), SM_STR("webrtc_mode", cfg->webrtc_mode));
+    else
+        SM_LOG(SM_LOG_INFO, SM_MSG("listening"), SM_STR("host", cfg->server_host),
+               SM_INT("port", s->port), SM_STR("version", SM_VERSION),
+               SM_STR("instance_id", cfg->instance_id), SM_UINT("io_threads", s->n_io),
+               SM_UINT("workers", s->n_workers), SM_STR("store", sm_store_backend_name(s->store)),
+               SM_STR("events", cfg->events_backend), SM_STR("webrtc_mode", cfg->webrtc_mode));
+    return 0;
+}
+
+int sm_server_run(sm_server_t *s)
+{
+    struct sm_server_priv_s *p = s->_priv;
+    uv_run(&p->loop, UV_RUN_DEFAULT);
+    return p->timed_out ? SM_ETIMEDOUT : 0;
+}
+
+void sm_server_free(sm_server_t *s)
+{
+    if (s == NULL)
+        return;
+    struct sm_server_priv_s *p = s->_priv;
+    if (p->started && !p->stopped)
+        stop_threads(s);
+    /* Let the main loop finish closing its handles. */
+    uv_run(&p->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&p->loop);
+    if (p->listen_fds) {
+        for (unsigned i = 0; i < s->n_io; i++)
+            if (p->listen_fds[i] >= 0)
+                close(p->listen_fds[i]);
+        free(p->listen_fds);
+    }
+    if (p->metrics_fd >= 0)
+        close(p->metrics_fd);
+    sm_store_close(s->store);
+    sm_events_close(s->events);
+    sm_registry_free(s->registry);
+    sm_auth_free(s->auth);
+    free(s->io);
+    free(s->workers);
+    free(p);
+    free(s);
+}
