@@ -9,8 +9,13 @@
 #   SM_SHOW_LOGS=1                  print each server's stderr after its test
 # Exit status: 0 when every test passed, non-zero otherwise.
 set -eu
-cd "$(dirname "$0")/.."
 
+# A relative SM_BIN is taken from the caller's directory when it exists there,
+# else from the repository root.
+if [ -n "${SM_BIN:-}" ] && [ "${SM_BIN#/}" = "$SM_BIN" ] && [ -e "$SM_BIN" ]; then
+    SM_BIN="$(pwd)/$SM_BIN"
+fi
+cd "$(dirname "$0")/.."
 : "${SM_BIN:=build/signal-manager}"
 case "$SM_BIN" in /*) ;; *) SM_BIN="$(pwd)/$SM_BIN" ;; esac
 export SM_BIN

@@ -115,6 +115,12 @@ int sm_events_open(const sm_config_t *cfg, sm_events_t **out, char *err, size_t 
     return 0;
 }
 
+void sm_events_set_instance_id(sm_events_t *ev, const char *instance_id)
+{
+    free(ev->instance_id);
+    ev->instance_id = sm_xstrdup(instance_id ? instance_id : "");
+}
+
 void sm_events_close(sm_events_t *ev)
 {
     if (ev == NULL)
@@ -134,15 +140,20 @@ void sm_events_close(sm_events_t *ev)
     free(ev);
 }
 
+/* Append ,"k":"v" when it fits whole (leaving room for the closing "}\n");
+ * a field that does not fit is left out, so the line stays valid JSON. */
 static void add_field(char *buf, size_t cap, size_t *len, const char *k, const char *v)
 {
-    if (v == NULL || *len >= cap)
+    if (v == NULL)
         return;
     char esc[600];
     sm_json_escape(esc, sizeof esc, v);
-    int n = snprintf(buf + *len, cap - *len, ",\"%s\":\"%s\"", k, esc);
-    if (n > 0)
+    size_t room = cap - *len;
+    int n = snprintf(buf + *len, room, ",\"%s\":\"%s\"", k, esc);
+    if (n > 0 && (size_t)n + 3 <= room)
         *len += (size_t)n;
+    else
+        buf[*len] = '\0';
 }
 
 void sm_events_emit(sm_events_t *ev, const char *event, const char *client_id,
@@ -159,8 +170,6 @@ void sm_events_emit(sm_events_t *ev, const char *event, const char *client_id,
     add_field(line, sizeof line, &len, "client_id", client_id);
     add_field(line, sizeof line, &len, "room_id", room_id);
     add_field(line, sizeof line, &len, "session_id", session_id);
-    if (len + 3 > sizeof line)
-        len = sizeof line - 3;
     memcpy(line + len, "}\n", 3);
     char *copy = sm_xstrdup(line);
     pthread_mutex_lock(&ev->lock);

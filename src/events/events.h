@@ -21,6 +21,9 @@ typedef struct sm_events_s sm_events_t;
 /* Main thread.  Opens the backend (log: creates the file's directory and
  * opens it for append).  Errors name the key (events.path). */
 int sm_events_open(const sm_config_t *cfg, sm_events_t **out, char *err, size_t errlen);
+/* Main thread, before any thread publishes: the instance id written into
+ * every event (default: the configuration's instance_id). */
+void sm_events_set_instance_id(sm_events_t *ev, const char *instance_id);
 /* Main thread, after every publisher stopped: write what is queued, stop
  * the writer, free.  NULL is allowed. */
 void sm_events_close(sm_events_t *ev);

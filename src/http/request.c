@@ -29,7 +29,8 @@ enum {
 
 struct sm_http_req_s {
     llhttp_t parser;
-    uint32_t header_bytes;
+    uint32_t header_bytes; /* span bytes (early stop) */
+    uint32_t fed;          /* every byte fed so far */
     bool complete;
     bool path_overflow;
     bool in_query;
@@ -51,6 +52,8 @@ static sm_http_req_t *req_of(llhttp_t *p)
     return (sm_http_req_t *)p; /* parser is the first member */
 }
 
+/* Cheap early stop inside one feed: the spans alone already exceed the
+ * limit.  The exact check (every byte of the head) is in sm_http_req_feed. */
 static int count(sm_http_req_t *r, size_t len)
 {
     r->header_bytes += (uint32_t)len;
@@ -164,6 +167,11 @@ static bool has_token(const char *s, size_t len, const char *token)
 static int on_header_value_complete(llhttp_t *p)
 {
     sm_http_req_t *r = req_of(p);
+    /* llhttp drops leading whitespace but keeps trailing (RFC 9110 5.5: the
+     * value excludes both). */
+    while (r->value_len > 0 &&
+           (r->value[r->value_len - 1] == ' ' || r->value[r->value_len - 1] == '\t'))
+        r->value_len--;
     switch (r->cur) {
     case H_UPGRADE:
         if (!r->value_overflow && has_token(r->value, r->value_len, "websocket"))
@@ -232,16 +240,22 @@ void sm_http_req_free(sm_http_req_t *r)
 sm_http_status_t sm_http_req_feed(sm_http_req_t *r, const char *data, size_t len,
                                   size_t *consumed)
 {
+    uint32_t before = r->fed;
+    r->fed = len > SM_HTTP_MAX_HEADER_BYTES ? SM_HTTP_MAX_HEADER_BYTES + 1u
+                                            : r->fed + (uint32_t)len;
     llhttp_errno_t e = llhttp_execute(&r->parser, data, len);
     switch (e) {
     case HPE_OK:
         *consumed = len;
-        return SM_HTTP_MORE;
+        /* Request line, headers and any body we do not serve all count. */
+        return r->fed > SM_HTTP_MAX_HEADER_BYTES ? SM_HTTP_TOO_LARGE : SM_HTTP_MORE;
     case HPE_PAUSED:
     case HPE_PAUSED_UPGRADE: {
         const char *pos = llhttp_get_error_pos(&r->parser);
         *consumed = pos ? (size_t)(pos - data) : len;
         r->complete = true;
+        if ((size_t)before + *consumed > SM_HTTP_MAX_HEADER_BYTES)
+            return SM_HTTP_TOO_LARGE;
         return SM_HTTP_COMPLETE;
     }
     default:

@@ -382,7 +382,7 @@ static void respond_health(sm_conn_t *c, bool head)
         .registered_clients = srv->registry ? sm_registry_count(srv->registry) : 0,
         .webrtc_sessions = 0,
         .version = SM_VERSION,
-        .instance_id = t->cfg->instance_id,
+        .instance_id = srv->instance_id,
         .store_backend = srv->store ? sm_store_backend_name(srv->store) : "none",
         .now_ms = sm_clock_wall_ms(),
         .started_at_ms = srv->started_at_ms,
@@ -481,7 +481,8 @@ static void ws_on_binary(void *conn, const uint8_t *data, size_t len)
     sm_imsg_t *m = sm_xmalloc(sizeof *m + len);
     m->next = NULL;
     m->len = (uint32_t)len;
-    memcpy(m->data, data, len);
+    if (len > 0) /* an empty message has data == NULL */
+        memcpy(m->data, data, len);
     sm_qitem_t it = {.handle = handle_of(c), .ptr = m, .kind = SM_IN_FRAME};
     sm__io_to_worker(c->io, c, &it);
 }

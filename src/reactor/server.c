@@ -52,6 +52,7 @@ struct sm_server_priv_s {
     sm_metrics_t *metrics;
     int metrics_fd;
     int *listen_fds;
+    char *instance_id;
 };
 
 unsigned sm_server_worker_for(const sm_server_t *s, sm_handle_t h)
@@ -237,25 +238,6 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
     int rc = sm_auth_new(cfg, &s->auth, err, errlen);
     if (rc != 0)
         return rc;
-    s->registry = sm_registry_new(64);
-    rc = sm_store_open(cfg, &s->store, err, errlen);
-    if (rc != 0)
-        return rc;
-    unsigned regs = 0, rooms = 0;
-    rc = sm_store_cleanup_instance(s->store, cfg->instance_id, &regs, &rooms);
-    if (rc != 0) {
-        snprintf(err, errlen, "store: cleanup of instance %s failed: %s", cfg->instance_id,
-                 sm_strerror(rc));
-        return rc;
-    }
-    if (regs || rooms)
-        SM_LOG(SM_LOG_INFO, SM_MSG("removed records left by a previous run"),
-               SM_STR("instance_id", cfg->instance_id), SM_UINT("registrations", regs),
-               SM_UINT("rooms", rooms));
-    rc = sm_events_open(cfg, &s->events, err, errlen);
-    if (rc != 0)
-        return rc;
-
     s->n_io = cfg->io_threads;
     s->n_workers = cfg->workers;
     p->listen_fds = sm_xcalloc(s->n_io, sizeof *p->listen_fds);
@@ -277,6 +259,38 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
             return rc;
         s->metrics_port = mport;
     }
+
+    /* With port 0 every instance would be "host:0": name it by the real port. */
+    if (cfg->server_instance_id[0] == '\0' && cfg->server_port == 0) {
+        char host[200];
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "localhost");
+        host[sizeof host - 1] = '\0';
+        p->instance_id = sm_xmalloc(strlen(host) + 16);
+        sprintf(p->instance_id, "%s:%d", host, s->port);
+        s->instance_id = p->instance_id;
+    } else {
+        s->instance_id = cfg->instance_id;
+    }
+    s->registry = sm_registry_new(64);
+    rc = sm_store_open(cfg, &s->store, err, errlen);
+    if (rc != 0)
+        return rc;
+    unsigned regs = 0, rooms = 0;
+    rc = sm_store_cleanup_instance(s->store, s->instance_id, &regs, &rooms);
+    if (rc != 0) {
+        snprintf(err, errlen, "store: cleanup of instance %s failed: %s", s->instance_id,
+                 sm_strerror(rc));
+        return rc;
+    }
+    if (regs || rooms)
+        SM_LOG(SM_LOG_INFO, SM_MSG("removed records left by a previous run"),
+               SM_STR("instance_id", s->instance_id), SM_UINT("registrations", regs),
+               SM_UINT("rooms", rooms));
+    rc = sm_events_open(cfg, &s->events, err, errlen);
+    if (rc != 0)
+        return rc;
+    sm_events_set_instance_id(s->events, s->instance_id);
 
     /* Everything that can fail for a reason an operator can fix is done;
      * from here on a failure is the machine's (threads, event loop). */
@@ -311,14 +325,14 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
     if (s->metrics_port >= 0)
         SM_LOG(SM_LOG_INFO, SM_MSG("listening"), SM_STR("host", cfg->server_host),
                SM_INT("port", s->port), SM_INT("metrics_port", s->metrics_port),
-               SM_STR("version", SM_VERSION), SM_STR("instance_id", cfg->instance_id),
+               SM_STR("version", SM_VERSION), SM_STR("instance_id", s->instance_id),
                SM_UINT("io_threads", s->n_io), SM_UINT("workers", s->n_workers),
                SM_STR("store", sm_store_backend_name(s->store)),
                SM_STR("events", cfg->events_backend), SM_STR("webrtc_mode", cfg->webrtc_mode));
     else
         SM_LOG(SM_LOG_INFO, SM_MSG("listening"), SM_STR("host", cfg->server_host),
                SM_INT("port", s->port), SM_STR("version", SM_VERSION),
-               SM_STR("instance_id", cfg->instance_id), SM_UINT("io_threads", s->n_io),
+               SM_STR("instance_id", s->instance_id), SM_UINT("io_threads", s->n_io),
                SM_UINT("workers", s->n_workers), SM_STR("store", sm_store_backend_name(s->store)),
                SM_STR("events", cfg->events_backend), SM_STR("webrtc_mode", cfg->webrtc_mode));
     return 0;
@@ -355,6 +369,7 @@ void sm_server_free(sm_server_t *s)
     sm_auth_free(s->auth);
     free(s->io);
     free(s->workers);
+    free(p->instance_id);
     free(p);
     free(s);
 }

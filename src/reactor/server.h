@@ -38,7 +38,9 @@ typedef struct sm_server_s {
     sm_store_t *store;
     sm_auth_t *auth;
     sm_events_t *events;
-    int port;         /* real WebSocket port (after binding port 0) */
+    const char *instance_id; /* cfg->instance_id, or hostname:<real port> when the
+                                configured port was 0 and no id was set */
+    int port;                /* real WebSocket port (after binding port 0) */
     int metrics_port; /* real metrics port, -1 when disabled */
     int64_t started_at_ms;
 

@@ -62,6 +62,11 @@ typedef struct {
     char *client_id;
     char session_id[37];
     uint64_t serial;
+    /* REGISTER: the record, kept for a second insert after removing a stale
+     * row this instance left behind (see on_register_put). */
+    char *caps_json, *meta_json;
+    int64_t connected_at_ms, registered_at_ms;
+    bool retried;
 } op_t;
 
 struct session_s {
@@ -209,6 +214,8 @@ static void op_free(op_t *op)
     if (sm_list_linked(&op->tnode))
         sm_list_remove(&op->tnode);
     free(op->client_id);
+    free(op->caps_json);
+    free(op->meta_json);
     free(op);
 }
 
@@ -248,25 +255,36 @@ static void finish_op(session_t *s)
         run_frames(s, NULL);
 }
 
-static void on_register_done(int status, const sm_store_result_t *res, void *arg)
+static void on_register_put(int status, const sm_store_result_t *res, void *arg);
+
+static int submit_put(op_t *op)
 {
-    (void)res;
-    op_t *op = arg;
     sm_sessions_t *ss = op->ss;
-    sm_worker_op_end(ss->w);
+    sm_registration_t reg = {
+        .client_id = op->client_id,
+        .session_id = op->session_id,
+        .capabilities_json = op->caps_json,
+        .metadata_json = op->meta_json,
+        .instance_id = (char *)ss->srv->instance_id,
+        .connected_at_ms = op->connected_at_ms,
+        .registered_at_ms = op->registered_at_ms,
+    };
+    int rc = sm_store_put_registration(ss->srv->store, &reg, sm_worker_taskq(ss->w),
+                                       on_register_put, op);
+    if (rc == 0)
+        sm_worker_op_begin(ss->w);
+    return rc;
+}
+
+/* The REGISTER operation is over (status of the insert): answer, commit or
+ * release the claim, and let the session go on. */
+static void register_finish(op_t *op, int status)
+{
+    sm_sessions_t *ss = op->ss;
+    session_t *s = op->s;
     if (sm_list_linked(&op->tnode)) {
         sm_list_remove(&op->tnode);
         arm_timeout_timer(ss);
-    }
-    session_t *s = op->s;
-    if (s == NULL) {
-        /* Timed out earlier: the client got 408 and the claim is released. */
-        if (status == 0) {
-            undo_late_insert(op);
-            return;
-        }
-        op_free(op);
-        return;
     }
     if (status == 0 && !s->ended) {
         sm_registry_commit(ss->srv->registry, s->client_id, s->serial);
@@ -296,6 +314,79 @@ static void on_register_done(int status, const sm_store_result_t *res, void *arg
     }
     op_free(op);
     finish_op(s);
+}
+
+static void on_register_del(int status, const sm_store_result_t *res, void *arg)
+{
+    (void)res;
+    op_t *op = arg;
+    sm_worker_op_end(op->ss->w);
+    if (op->s == NULL) {
+        op_free(op);
+        return;
+    }
+    if ((status == 0 || status == SM_ENOTFOUND) && submit_put(op) == 0)
+        return;
+    register_finish(op, status == 0 || status == SM_ENOTFOUND ? SM_EUNAVAIL : status);
+}
+
+static void on_register_get(int status, const sm_store_result_t *res, void *arg)
+{
+    op_t *op = arg;
+    sm_sessions_t *ss = op->ss;
+    sm_worker_op_end(ss->w);
+    if (op->s == NULL) {
+        op_free(op);
+        return;
+    }
+    const sm_registration_t *row = res->registration;
+    if (status == SM_ENOTFOUND) {
+        /* Gone meanwhile: insert again. */
+        if (submit_put(op) == 0)
+            return;
+        status = SM_EUNAVAIL;
+    } else if (status == 0 && row && row->instance_id &&
+               strcmp(row->instance_id, ss->srv->instance_id) == 0) {
+        /* Our own instance's row, and this process holds the claim: it is
+         * stale (a late write after a timeout, or a delete that failed). */
+        SM_LOG(SM_LOG_INFO, SM_MSG("replacing a stale registration of this instance"),
+               SM_STR("client_id", op->client_id), SM_STR("old_session_id", row->session_id));
+        if (sm_store_delete_registration(ss->srv->store, op->client_id, row->session_id,
+                                         sm_worker_taskq(ss->w), on_register_del, op) == 0) {
+            sm_worker_op_begin(ss->w);
+            return;
+        }
+        status = SM_EUNAVAIL;
+    } else if (status == 0) {
+        status = SM_ECONFLICT; /* another instance holds it */
+    }
+    register_finish(op, status);
+}
+
+static void on_register_put(int status, const sm_store_result_t *res, void *arg)
+{
+    (void)res;
+    op_t *op = arg;
+    sm_sessions_t *ss = op->ss;
+    sm_worker_op_end(ss->w);
+    if (op->s == NULL) {
+        /* Timed out earlier: the client got 408 and the claim is released. */
+        if (status == 0) {
+            undo_late_insert(op);
+            return;
+        }
+        op_free(op);
+        return;
+    }
+    if (status == SM_ECONFLICT && !op->retried) {
+        op->retried = true;
+        if (sm_store_get_registration(ss->srv->store, op->client_id, sm_worker_taskq(ss->w),
+                                      on_register_get, op) == 0) {
+            sm_worker_op_begin(ss->w);
+            return;
+        }
+    }
+    register_finish(op, status);
 }
 
 static void on_unregister_done(int status, const sm_store_result_t *res, void *arg)
@@ -504,29 +595,17 @@ static void on_register(session_t *s, const sm_frame_t *f, const json_t *root)
         return;
     }
     op_t *op = op_new(s, OP_REGISTER, f->uuid);
-    char *caps = json_text(p.capabilities);
-    char *meta = json_text(p.metadata);
-    sm_registration_t reg = {
-        .client_id = s->client_id,
-        .session_id = s->session_id,
-        .capabilities_json = caps,
-        .metadata_json = meta,
-        .instance_id = ss->cfg->instance_id,
-        .connected_at_ms = s->connected_at_ms,
-        .registered_at_ms = sm_clock_wall_ms(),
-    };
-    int rc = sm_store_put_registration(ss->srv->store, &reg, sm_worker_taskq(ss->w),
-                                       on_register_done, op);
-    free(caps);
-    free(meta);
-    if (rc != 0) {
+    op->caps_json = json_text(p.capabilities);
+    op->meta_json = json_text(p.metadata);
+    op->connected_at_ms = s->connected_at_ms;
+    op->registered_at_ms = sm_clock_wall_ms();
+    if (submit_put(op) != 0) {
         sm_registry_release(ss->srv->registry, s->client_id, s->serial);
         op_free(op);
         send_error(s, f->uuid, 503, "registration store unavailable, try again later",
                    "client_id", s->client_id);
         return;
     }
-    sm_worker_op_begin(ss->w);
     s->op = op;
     op->deadline = uv_now(sm_worker_loop(ss->w)) + ss->cfg->server_registration_timeout;
     bool was_empty = sm_list_empty(&ss->reg_timeouts);

@@ -153,8 +153,7 @@ void sm_store_req_add_member(sm_store_req_t *req, const sm_room_member_t *m)
 {
     if (req->_n_members == req->_cap_members) {
         req->_cap_members = req->_cap_members ? req->_cap_members * 2 : 8;
-        req->_members =
-            sm_xrealloc(req->_members, req->_cap_members * sizeof req->_members[0]);
+        req->_members = sm_xrealloc(req->_members, req->_cap_members * sizeof req->_members[0]);
     }
     sm_room_member_t *d = &req->_members[req->_n_members++];
     d->room_id = dup_or_null(m->room_id);
@@ -442,8 +441,7 @@ int sm_store_get_registration(sm_store_t *s, const char *client_id, sm_taskq_t *
     return submit(s, req);
 }
 
-int sm_store_count_registrations(sm_store_t *s, sm_taskq_t *reply, sm_store_done_cb cb,
-                                 void *arg)
+int sm_store_count_registrations(sm_store_t *s, sm_taskq_t *reply, sm_store_done_cb cb, void *arg)
 {
     return submit(s, req_new(s, SM_STORE_OP_COUNT_REGISTRATIONS, reply, cb, arg));
 }
@@ -458,8 +456,8 @@ int sm_store_put_room(sm_store_t *s, const sm_room_rec_t *room, sm_taskq_t *repl
     return submit(s, req);
 }
 
-int sm_store_delete_room(sm_store_t *s, const char *room_id, sm_taskq_t *reply,
-                         sm_store_done_cb cb, void *arg)
+int sm_store_delete_room(sm_store_t *s, const char *room_id, sm_taskq_t *reply, sm_store_done_cb cb,
+                         void *arg)
 {
     if (empty(room_id))
         return SM_EINVAL;
@@ -478,8 +476,8 @@ int sm_store_get_room(sm_store_t *s, const char *room_id, sm_taskq_t *reply, sm_
     return submit(s, req);
 }
 
-int sm_store_add_member(sm_store_t *s, const char *room_id, const char *client_id,
-                        const char *role, sm_taskq_t *reply, sm_store_done_cb cb, void *arg)
+int sm_store_add_member(sm_store_t *s, const char *room_id, const char *client_id, const char *role,
+                        sm_taskq_t *reply, sm_store_done_cb cb, void *arg)
 {
     if (empty(room_id) || empty(client_id) || role == NULL ||
         (strcmp(role, "sender") != 0 && strcmp(role, "receiver") != 0))

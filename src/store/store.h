@@ -27,7 +27,12 @@
  * between; after the last attempt, or on any other backend failure, the
  * status is SM_EUNAVAIL (protocol 503) and nothing was changed.  Constraint
  * outcomes are not failures and are never retried: SM_ECONFLICT (the key
- * exists) and SM_ENOTFOUND (no such row).
+ * exists) and SM_ENOTFOUND (no such row).  An error can be reported after a
+ * commit was in fact durable (sqlite: an I/O error in the checkpoint that
+ * follows it); so a retried insert that finds its own row (same session_id
+ * and registered_at_ms; same creator, instance and created_at_ms; same role
+ * and joined_at_ms) reports success, and a retried delete may answer
+ * SM_ENOTFOUND for a row its earlier attempt removed.
  *
  * Health.  After 3 consecutive failed operations (any status other than 0,
  * SM_ENOTFOUND and SM_ECONFLICT) sm_store_healthy() is false; the next
@@ -79,7 +84,7 @@ typedef struct {
 typedef struct {
     char *room_id;
     char *client_id;
-    char *role; /* "sender" or "receiver" */
+    char *role;           /* "sender" or "receiver" */
     int64_t joined_at_ms; /* stamped by the store (wall clock) when add_member is called */
 } sm_room_member_t;
 
@@ -139,8 +144,9 @@ int sm_store_open(const sm_config_t *cfg, sm_store_t **out, char *err, size_t er
  * (records this instance left behind after a crash), the memberships of
  * those rooms, and the memberships of those registrations' clients.
  * Writes the numbers of deleted registrations and rooms (either pointer may
- * be NULL).  Returns 0, SM_EUNAVAIL (store failure after retries) or
- * SM_EINVAL (instance_id NULL or empty).  On error nothing was deleted.
+ * be NULL).  Returns 0, SM_EUNAVAIL (store failure after retries),
+ * SM_EINVAL (instance_id NULL or empty) or SM_ECLOSED (after close began).
+ * On error nothing was deleted and both counts are 0.
  */
 int sm_store_cleanup_instance(sm_store_t *s, const char *instance_id, unsigned *removed_regs,
                               unsigned *removed_rooms);
@@ -181,23 +187,22 @@ int sm_store_delete_registration(sm_store_t *s, const char *client_id, const cha
 int sm_store_get_registration(sm_store_t *s, const char *client_id, sm_taskq_t *reply,
                               sm_store_done_cb cb, void *arg);
 /* res->count = number of registrations (all instances). */
-int sm_store_count_registrations(sm_store_t *s, sm_taskq_t *reply, sm_store_done_cb cb,
-                                 void *arg);
+int sm_store_count_registrations(sm_store_t *s, sm_taskq_t *reply, sm_store_done_cb cb, void *arg);
 /* Insert room (room_id required).  Exists -> SM_ECONFLICT.  The creator is
  * not made a member: call add_member. */
 int sm_store_put_room(sm_store_t *s, const sm_room_rec_t *room, sm_taskq_t *reply,
                       sm_store_done_cb cb, void *arg);
 /* Delete a room and all its memberships.  No room -> SM_ENOTFOUND. */
-int sm_store_delete_room(sm_store_t *s, const char *room_id, sm_taskq_t *reply,
-                         sm_store_done_cb cb, void *arg);
+int sm_store_delete_room(sm_store_t *s, const char *room_id, sm_taskq_t *reply, sm_store_done_cb cb,
+                         void *arg);
 /* res->room and res->members, or SM_ENOTFOUND. */
 int sm_store_get_room(sm_store_t *s, const char *room_id, sm_taskq_t *reply, sm_store_done_cb cb,
                       void *arg);
 /* Add a membership; role must be "sender" or "receiver" (else SM_EINVAL).
  * No room -> SM_ENOTFOUND; already a member -> SM_ECONFLICT.  The store does
  * not check max_participants (the rooms module does). */
-int sm_store_add_member(sm_store_t *s, const char *room_id, const char *client_id,
-                        const char *role, sm_taskq_t *reply, sm_store_done_cb cb, void *arg);
+int sm_store_add_member(sm_store_t *s, const char *room_id, const char *client_id, const char *role,
+                        sm_taskq_t *reply, sm_store_done_cb cb, void *arg);
 /* Remove a membership.  Not a member (or no room) -> SM_ENOTFOUND.  The room
  * is kept even when it becomes empty (delete_room closes it). */
 int sm_store_remove_member(sm_store_t *s, const char *room_id, const char *client_id,

@@ -84,7 +84,7 @@ static const char schema_v1[] =
       " connected_at_ms, registered_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")                   \
     X(ST_REG_DELETE, "DELETE FROM registrations WHERE client_id = ?1 AND session_id = ?2")         \
     X(ST_REG_GET,                                                                                  \
-      "SELECT client_id, session_id, capabilities, metadata, instance_id, connected_at_ms,"       \
+      "SELECT client_id, session_id, capabilities, metadata, instance_id, connected_at_ms,"        \
       " registered_at_ms FROM registrations WHERE client_id = ?1")                                 \
     X(ST_REG_COUNT, "SELECT count(*) FROM registrations")                                          \
     X(ST_ROOM_INSERT,                                                                              \
@@ -101,6 +101,14 @@ static const char schema_v1[] =
     X(ST_MEMBER_INSERT,                                                                            \
       "INSERT INTO room_members (room_id, client_id, role, joined_at_ms) VALUES (?1, ?2, ?3, ?4)") \
     X(ST_MEMBER_DELETE, "DELETE FROM room_members WHERE room_id = ?1 AND client_id = ?2")          \
+    X(ST_REG_OURS, "SELECT 1 FROM registrations WHERE client_id = ?1 AND session_id = ?2"          \
+                   " AND registered_at_ms = ?3")                                                   \
+    X(ST_ROOM_OURS,                                                                                \
+      "SELECT 1 FROM rooms WHERE room_id = ?1 AND creator_id IS ?2 AND instance_id IS ?3"          \
+      " AND created_at_ms = ?4")                                                                   \
+    X(ST_MEMBER_OURS,                                                                              \
+      "SELECT 1 FROM room_members WHERE room_id = ?1 AND client_id = ?2 AND role = ?3"             \
+      " AND joined_at_ms = ?4")                                                                    \
     X(ST_CLEAN_MEMBERS,                                                                            \
       "DELETE FROM room_members WHERE"                                                             \
       " room_id IN (SELECT room_id FROM rooms WHERE instance_id = ?1)"                             \
@@ -108,12 +116,9 @@ static const char schema_v1[] =
     X(ST_CLEAN_REGS, "DELETE FROM registrations WHERE instance_id = ?1")                           \
     X(ST_CLEAN_ROOMS, "DELETE FROM rooms WHERE instance_id = ?1")
 
-enum {
 #define X(id, sql) id,
-    STMT_MAP(X)
+enum { STMT_MAP(X) ST__COUNT };
 #undef X
-    ST__COUNT
-};
 
 static const char *const stmt_sql[] = {
 #define X(id, sql) sql,
@@ -128,6 +133,7 @@ typedef struct {
     unsigned attempts;    /* >= 1 */
     uint64_t interval_ms; /* between attempts */
     uint64_t deadline_ms; /* store thread: end of the current attempt, 0 = none */
+    unsigned attempt;     /* store thread: 1 for the first attempt of a request */
 
     pthread_t thread;
     pthread_mutex_t lock; /* guards queue and stop */
@@ -193,7 +199,36 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
 /* ---- Operations ----------------------------------------------------------
  * Each returns SQLITE_OK when the operation reached an answer (*status then
  * holds 0, SM_ENOTFOUND or SM_ECONFLICT and the transaction is committed or
- * rolled back), or the sqlite code of the failure (the caller rolls back). */
+ * rolled back), or the sqlite code of the failure (the caller rolls back).
+ *
+ * Inserts are retried, so a constraint hit on a later attempt may be our own
+ * earlier attempt: an error can be reported after the commit is durable (the
+ * WAL auto-checkpoint runs after the commit and its I/O error is returned by
+ * the same step).  Then the existing row is compared with the request; if it
+ * is ours, the insert succeeded. */
+
+/* Run a "SELECT 1 ..." statement: *found tells whether it returned a row. */
+static int row_exists(sqlite3_stmt *s, bool *found)
+{
+    int rc = sqlite3_step(s);
+    done_stmt(s);
+    *found = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* After a constraint hit: *status = 0 if the row is this request's own
+ * (written by an earlier attempt), else SM_ECONFLICT. */
+static int conflict_or_ours(sq_store_t *st, sqlite3_stmt *ours, int *status)
+{
+    bool found = false;
+    int rc = SQLITE_OK;
+    if (st->attempt > 1)
+        rc = row_exists(ours, &found);
+    else
+        done_stmt(ours);
+    *status = found ? 0 : SM_ECONFLICT;
+    return rc;
+}
 
 static int op_put_registration(sq_store_t *st, sm_store_req_t *req, int *status)
 {
@@ -208,8 +243,11 @@ static int op_put_registration(sq_store_t *st, sm_store_req_t *req, int *status)
     sqlite3_bind_int64(s, 7, g->registered_at_ms);
     int rc = exec_stmt(s);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-        *status = SM_ECONFLICT;
-        return SQLITE_OK;
+        s = st->stmt[ST_REG_OURS];
+        bind_text(s, 1, g->client_id);
+        bind_text(s, 2, g->session_id);
+        sqlite3_bind_int64(s, 3, g->registered_at_ms);
+        return conflict_or_ours(st, s, status);
     }
     *status = 0;
     return rc;
@@ -276,8 +314,12 @@ static int op_put_room(sq_store_t *st, sm_store_req_t *req, int *status)
     sqlite3_bind_int(s, 6, r->max_participants);
     int rc = exec_stmt(s);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-        *status = SM_ECONFLICT;
-        return SQLITE_OK;
+        s = st->stmt[ST_ROOM_OURS];
+        bind_text(s, 1, r->room_id);
+        bind_text(s, 2, r->creator_id);
+        bind_text(s, 3, r->instance_id);
+        sqlite3_bind_int64(s, 4, r->created_at_ms);
+        return conflict_or_ours(st, s, status);
     }
     *status = 0;
     return rc;
@@ -367,7 +409,13 @@ static int op_add_member(sq_store_t *st, sm_store_req_t *req, int *status)
     sqlite3_bind_int64(s, 4, req->joined_at_ms);
     rc = exec_stmt(s);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-        *status = SM_ECONFLICT;
+        s = st->stmt[ST_MEMBER_OURS];
+        bind_text(s, 1, req->room_id);
+        bind_text(s, 2, req->client_id);
+        bind_text(s, 3, req->role);
+        sqlite3_bind_int64(s, 4, req->joined_at_ms);
+        if ((rc = conflict_or_ours(st, s, status)) != SQLITE_OK)
+            return rc;
         return exec_stmt(st->stmt[ST_ROLLBACK]);
     }
     if (rc != SQLITE_OK)
@@ -446,6 +494,7 @@ static void execute(sq_store_t *st, sm_store_req_t *req)
 {
     int status = SM_EUNAVAIL;
     for (unsigned attempt = 1;; attempt++) {
+        st->attempt = attempt;
         sm_store_req_reset_result(req);
         st->deadline_ms = sm_clock_mono_ms() + st->timeout_ms;
         int rc = dispatch(st, req, &status);
@@ -456,6 +505,7 @@ static void execute(sq_store_t *st, sm_store_req_t *req)
         if (rc == SQLITE_OK)
             break;
         bool again = retryable(rc) && attempt < st->attempts;
+        /* test_store_sqlite.c watches for "retrying" in this line. */
         SM_LOG(again ? SM_LOG_DEBUG : SM_LOG_WARN,
                SM_MSG(again ? "store attempt failed, retrying" : "store operation failed"),
                SM_STR("op", sm_store_op_name(req->op)), SM_UINT("attempt", attempt),
@@ -548,9 +598,8 @@ static int schema_setup(sqlite3 *db, const char *path, char *err, size_t errlen)
     if (rc != SQLITE_OK)
         goto fail;
     if (version > SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "store.path: %s has schema version %d, newer than this build's %d", path,
-                 version, SCHEMA_VERSION);
+        snprintf(err, errlen, "store.path: %s has schema version %d, newer than this build's %d",
+                 path, version, SCHEMA_VERSION);
         return SM_ECONFIG;
     }
     if (version == SCHEMA_VERSION)
@@ -585,14 +634,14 @@ static int sq_open(const sm_config_t *cfg, void **impl, char *err, size_t errlen
 
     sq_store_t *st = SM_NEW(sq_store_t);
     st->timeout_ms = cfg->database_operation_timeout ? cfg->database_operation_timeout : 1;
-    st->attempts = cfg->database_retry_attempts < 1    ? 1
+    st->attempts = cfg->database_retry_attempts < 1     ? 1
                    : cfg->database_retry_attempts > 100 ? 100
                                                         : (unsigned)cfg->database_retry_attempts;
     st->interval_ms = cfg->database_retry_interval;
     sm_list_init(&st->queue);
 
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                           SQLITE_OPEN_NOMUTEX,
+    if (sqlite3_open_v2(path, &st->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK)
         goto fail_sqlite;
     sqlite3_extended_result_codes(st->db, 1);

@@ -22,18 +22,10 @@ function checkShutdownNotice(c)
         { reason: 'server shutting down', code: 1001, reconnect: true });
 }
 
-/*
- * A drain that had to force-close a straggler at drain_timeout: the notes only say
- * "exit 0 after a clean drain"; whether a forced one is "clean" is not fixed, so
- * 0 or 1 are both accepted here (a crash, another code or a hang are not).
- */
-async function stopAfterForcedDrain(t, srv)
+/* A drain that had to force-close a straggler at drain_timeout still exits 0. */
+async function stopAfterForcedDrain(srv)
 {
-    const ex = await srv.stop({ timeoutMs: 6000, expectCode: null });
-    assert.ok(ex.code === 0 || ex.code === 1,
-        `exit after a drain that hit drain_timeout: ${JSON.stringify(ex)}\n${srv.tail()}`);
-    t.diagnostic(`exit code after a forced drain: ${ex.code}`);
-    return ex;
+    return srv.stop({ timeoutMs: 6000 });
 }
 
 test('SIGTERM drain: clients get DISCONNECT (1001, reconnect) and close 1001; exit 0', opts, async (t) => {
@@ -93,7 +85,7 @@ test('drain with a client that never answers the close: /health says draining; e
     const close = frames.find((f) => f.opcode === 8);
     assert.ok(close, `a close frame on the raw socket (frames: ${frames.map((f) => f.opcode)})`);
     assert.equal(close.payload.readUInt16BE(0), 1001);
-    const ex = await stopAfterForcedDrain(t, srv);
+    const ex = await stopAfterForcedDrain(srv);
     assert.ok(ex);
     const took = Date.now() - t0;
     assert.ok(took < 1500 + 3000, `exit ${took} ms after SIGTERM with drain_timeout 1500 ms`);
@@ -112,7 +104,7 @@ test('new connections during the drain are not served', opts, async (t) => {
     } catch (e) {
         /* refused, reset, or an HTTP 503: all fine */
         assert.ok(!e.statusCode || e.statusCode === 503, e.message);
-        await stopAfterForcedDrain(t, srv);
+        await stopAfterForcedDrain(srv);
         return;
     }
     /* upgraded anyway: it must not be authenticated, and must be closed with 1001 */
@@ -120,7 +112,7 @@ test('new connections during the drain are not served', opts, async (t) => {
     const cl = await c.waitClose(5000);
     assert.equal(cl.code, 1001);
     assert.ok(!c.seen.some((f) => f.type === T.CONNECT_ACK), `CONNECT_ACK during drain: ${c.history()}`);
-    await stopAfterForcedDrain(t, srv);
+    await stopAfterForcedDrain(srv);
 });
 
 test('sqlite: a registration live at SIGKILL is cleaned at the next start (same instance_id)', opts, async (t) => {

@@ -96,16 +96,16 @@ function encodeFrame(type, payload, opts = {})
         ptype = P.JSON;
     }
     if (opts.payloadType !== undefined) ptype = opts.payloadType;
+    if (body.length > 0xffff && opts.length === undefined) {
+        throw new Error(`payload of ${body.length} bytes does not fit a frame`);
+    }
     const uuid = opts.uuid || newUuid();
     const head = Buffer.alloc(HEADER_SIZE);
     head[0] = opts.start !== undefined ? opts.start : START;
     head[1] = type;
     uuidBytes(uuid).copy(head, 2);
     head[18] = ptype;
-    head.writeUInt16BE(opts.length !== undefined ? opts.length : body.length, 19);
-    if (body.length > 0xffff && opts.length === undefined) {
-        throw new Error(`payload of ${body.length} bytes does not fit a frame`);
-    }
+    head.writeUInt16BE(opts.length !== undefined ? opts.length : body.length & 0xffff, 19);
     return { buf: Buffer.concat([head, body]), uuid };
 }
 
@@ -150,7 +150,11 @@ function describe(f)
     return `${f.typeName} uuid=${f.uuid} ${body}`;
 }
 
-/* Resolve when `cond()` is truthy; re-check on every `emitter` event listed. */
+/*
+ * Bounded waits on a condition: add(check, ms, what) resolves with check()'s first
+ * non-undefined result, rejects if check() throws or after ms.  The owner calls
+ * poke() whenever something that may change the result happened.
+ */
 class Waiters {
     constructor() { this.list = []; }
     add(check, timeoutMs, what, onTimeout)

@@ -161,8 +161,7 @@ static void test_log_backend_lines(void **state)
     assert_null(json_object_get(lines[2], "client_id"));
     assert_int_equal(json_object_size(lines[2]), 3);
 
-    assert_string_equal(json_string_value(json_object_get(lines[3], "client_id")),
-                        "we\"ird\\id\n");
+    assert_string_equal(json_string_value(json_object_get(lines[3], "client_id")), "we\"ird\\id\n");
 
     for (size_t i = 0; i < n; i++) {
         check_timestamp(lines[i], before, after);
@@ -203,7 +202,6 @@ static void test_append_and_many(void **state)
     free(text);
 }
 
-
 static void test_long_fields_stay_json(void **state)
 {
     fixture_t *f = *state;
@@ -237,10 +235,20 @@ static void test_long_fields_stay_json(void **state)
     sm_events_close(ev);
     text = slurp(f->path);
     assert_non_null(text);
-    assert_int_equal(parse_lines(text, lines, 2), 1);
-    assert_string_equal(json_string_value(json_object_get(lines[0], "event")), "room.joined");
-    json_decref(lines[0]);
-    free(text);
+    size_t tlen = strlen(text);
+    bool one_line = tlen > 0 && text[tlen - 1] == '\n' && strchr(text, '\n') == text + tlen - 1;
+    json_error_t jerr;
+    json_t *j = json_loadb(text, tlen, 0, &jerr);
+    char head[64];
+    snprintf(head, sizeof head, "%.60s", text);
+    free(text); /* before any failure, so ASan reports only real leaks */
+    if (!one_line)
+        fail_msg("expected exactly one newline-terminated line");
+    if (j == NULL)
+        fail_msg("%zu-byte line is not JSON (%s at %d): %s...", tlen, jerr.text, jerr.position,
+                 head);
+    assert_string_equal(json_string_value(json_object_get(j, "event")), "room.joined");
+    json_decref(j);
 }
 
 static void test_none_backend(void **state)
@@ -271,8 +279,8 @@ static void test_bad_path(void **state)
 {
     fixture_t *f = *state;
     static const char *const bad[] = {
-        "/dev/null/events.log",      /* parent is not a directory */
-        "/dev/null/sub/events.log",  /* cannot create the directory */
+        "/dev/null/events.log",     /* parent is not a directory */
+        "/dev/null/sub/events.log", /* cannot create the directory */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         f->cfg.events_path = (char *)bad[i];

@@ -184,10 +184,8 @@ static void test_cap_too_small(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_healthy),
-        cmocka_unit_test(test_draining),
-        cmocka_unit_test(test_unhealthy),
-        cmocka_unit_test(test_defaults_and_escaping),
+        cmocka_unit_test(test_healthy),       cmocka_unit_test(test_draining),
+        cmocka_unit_test(test_unhealthy),     cmocka_unit_test(test_defaults_and_escaping),
         cmocka_unit_test(test_cap_too_small),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

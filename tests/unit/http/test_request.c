@@ -188,11 +188,8 @@ static void test_upgrade_token_lists(void **state)
         const char *value;
         bool ws;
     } cases[] = {
-        {"websocket", true},
-        {"WebSocket", true},
-        {"h2c, websocket", true},
-        {"websockets", false},
-        {"h2c", false},
+        {"websocket", true},   {"WebSocket", true}, {"h2c, websocket", true},
+        {"websockets", false}, {"h2c", false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char req[512];
@@ -335,13 +332,13 @@ static void test_key_and_version_values(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char req[512];
-        int n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: x\r\n%s%s\r\n",
-                         cases[i].key_hdr, cases[i].ver_hdr);
+        int n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: x\r\n%s%s\r\n", cases[i].key_hdr,
+                         cases[i].ver_hdr);
         result_t r = feed_all_ways(req, (size_t)n);
         assert_int_equal(r.st, SM_HTTP_COMPLETE);
         if (strcmp(r.key, cases[i].key) != 0 || r.ws_version != cases[i].ver)
-            fail_msg("case %zu: key \"%s\" version %d, expected \"%s\" %d", i, r.key,
-                     r.ws_version, cases[i].key, cases[i].ver);
+            fail_msg("case %zu: key \"%s\" version %d, expected \"%s\" %d", i, r.key, r.ws_version,
+                     cases[i].key, cases[i].ver);
     }
 }
 
@@ -358,7 +355,7 @@ static void test_value_trailing_whitespace(void **state)
                               "Sec-WebSocket-Version: 13 \r\n\r\n";
     result_t r = feed_all_ways(req, strlen(req));
     assert_int_equal(r.st, SM_HTTP_COMPLETE);
-    assert_true(r.ws);           /* token lists already trim */
+    assert_true(r.ws); /* token lists already trim */
     assert_true(r.conn_upgrade);
     assert_string_equal(r.key, KEY);
     assert_int_equal(r.ws_version, 13);
@@ -410,11 +407,11 @@ static void test_malformed(void **state)
     static const char *const bad[] = {
         "\x01\x02\x03 garbage\r\n\r\n",
         "GET\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost x\r\n\r\n",       /* header without colon */
-        "GET / XTTP/1.1\r\n\r\n",                 /* bad protocol */
+        "GET / HTTP/1.1\r\nHost x\r\n\r\n", /* header without colon */
+        "GET / XTTP/1.1\r\n\r\n",           /* bad protocol */
         "GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
         "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-        "GET /\x7f HTTP/1.1\r\n\r\n",             /* control byte in the target */
+        "GET /\x7f HTTP/1.1\r\n\r\n", /* control byte in the target */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         result_t whole = feed(bad[i], strlen(bad[i]), 0);
@@ -493,10 +490,10 @@ static void test_many_small_headers_too_large(void **state)
         n += (size_t)sprintf(req + n, "a: b\r\n");
     n += (size_t)sprintf(req + n, "\r\n");
     result_t r = feed(req, n, 0);
-    if (r.st != SM_HTTP_TOO_LARGE)
-        fail_msg("%zu-byte request of 6-byte headers: status %d, expected TOO_LARGE (%d)", n,
-                 r.st, SM_HTTP_TOO_LARGE);
     free(req);
+    if (r.st != SM_HTTP_TOO_LARGE)
+        fail_msg("%zu-byte request of 6-byte headers: status %d, expected TOO_LARGE (%d)", n, r.st,
+                 SM_HTTP_TOO_LARGE);
 }
 
 int main(void)

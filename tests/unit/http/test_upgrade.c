@@ -87,9 +87,8 @@ static void test_route_health(void **state)
                      SM_ROUTE_HEALTH);
     assert_int_equal(route("GET /health HTTP/1.0\r\n\r\n", NULL), SM_ROUTE_HEALTH);
     /* Other methods on /health are not the health route. */
-    assert_int_equal(
-        route("POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", NULL),
-        SM_ROUTE_NOT_FOUND);
+    assert_int_equal(route("POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", NULL),
+                     SM_ROUTE_NOT_FOUND);
     assert_int_equal(route("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", NULL), SM_ROUTE_NOT_FOUND);
     assert_int_equal(route("GET /health/ HTTP/1.1\r\nHost: x\r\n\r\n", NULL), SM_ROUTE_NOT_FOUND);
 }
@@ -134,8 +133,7 @@ static void test_route_bad_upgrades(void **state)
                             "Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n"),
                "GET");
     /* HTTP/1.0. */
-    expect_bad(upgrade_text(buf, sizeof buf, "GET / HTTP/1.0", NULL, NULL, NULL, NULL),
-               "HTTP/1.1");
+    expect_bad(upgrade_text(buf, sizeof buf, "GET / HTTP/1.0", NULL, NULL, NULL, NULL), "HTTP/1.1");
     /* Connection without the upgrade token, or absent. */
     expect_bad(upgrade_text(buf, sizeof buf, NULL, NULL, "Connection: keep-alive\r\n", NULL, NULL),
                "Connection");
@@ -157,9 +155,9 @@ static void test_route_bad_upgrades(void **state)
     expect_bad(upgrade_text(buf, sizeof buf, NULL, NULL, NULL, "Sec-WebSocket-Key: \r\n", NULL),
                "Sec-WebSocket-Key");
     /* Version: 12, missing, garbage. */
-    expect_bad(upgrade_text(buf, sizeof buf, NULL, NULL, NULL, NULL,
-                            "Sec-WebSocket-Version: 12\r\n"),
-               "13");
+    expect_bad(
+        upgrade_text(buf, sizeof buf, NULL, NULL, NULL, NULL, "Sec-WebSocket-Version: 12\r\n"),
+        "13");
     expect_bad(upgrade_text(buf, sizeof buf, NULL, NULL, NULL, NULL, ""), "13");
     expect_bad(upgrade_text(buf, sizeof buf, NULL, NULL, NULL, NULL,
                             "Sec-WebSocket-Version: thirteen\r\n"),
@@ -185,12 +183,12 @@ static void test_accept_key_malformed(void **state)
     (void)state;
     static const char *const bad[] = {
         "",
-        "dGhlIHNhbXBsZSBub25jZQ",     /* no padding, 22 chars */
-        "dGhlIHNhbXBsZSBub25jZQ=",    /* 23 */
-        "dGhlIHNhbXBsZSBub25jZQ===",  /* 25 */
-        "dGhlIHNhbXBsZS*ub25jZQ==",   /* not base64 */
-        "AAAAAAAAAAAAAAAAAAAAAAAA",   /* 18 bytes */
-        "dGhlIHNh==BsZSBub25jZQAA",   /* padding in the middle */
+        "dGhlIHNhbXBsZSBub25jZQ",    /* no padding, 22 chars */
+        "dGhlIHNhbXBsZSBub25jZQ=",   /* 23 */
+        "dGhlIHNhbXBsZSBub25jZQ===", /* 25 */
+        "dGhlIHNhbXBsZS*ub25jZQ==",  /* not base64 */
+        "AAAAAAAAAAAAAAAAAAAAAAAA",  /* 18 bytes */
+        "dGhlIHNh==BsZSBub25jZQAA",  /* padding in the middle */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char out[SM_WS_ACCEPT_LEN + 1];

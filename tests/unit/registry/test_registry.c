@@ -217,7 +217,7 @@ typedef struct {
     int index;
     uint64_t next_serial;
     unsigned rng;
-    int held[IDS];     /* serial this thread holds per id, 0 if none */
+    int held[IDS]; /* 1 while this thread holds the id (serial in serial_of) */
     uint64_t serial_of[IDS];
     int committed[IDS];
     long claims, conflicts;
@@ -239,8 +239,8 @@ static void *worker_main(void *arg)
         snprintf(id, sizeof id, "id-%d", k);
         if (!w->held[k]) {
             uint64_t serial = w->next_serial++;
-            sm_reg_holder_t h = holder(serial, sm_handle_make((unsigned)w->index, 1, 1),
-                                       (uint16_t)w->index);
+            sm_reg_holder_t h =
+                holder(serial, sm_handle_make((unsigned)w->index, 1, 1), (uint16_t)w->index);
             sm_reg_holder_t ex;
             int rc = sm_registry_claim(sh->r, id, &h, &ex);
             if (rc == 0) {

@@ -81,6 +81,7 @@ static void test_reg_conflict(void **state)
     h_fixture_t *fx = *state;
     assert_int_equal(h_put_reg3(fx, "alice", "s-1", "inst-a"), 0);
     assert_int_equal(h_put_reg3(fx, "alice", "s-2", "inst-b"), SM_ECONFLICT);
+    assert_int_equal(h_put_reg3(fx, "alice", "s-1", "inst-a"), SM_ECONFLICT); /* even identical */
     h_cap_t c;
     assert_int_equal(h_get_reg(fx, "alice", &c), 0);
     assert_string_equal(c.reg.session_id, "s-1"); /* the first one is untouched */
@@ -668,9 +669,11 @@ static void test_open_unknown_backend(void **state)
 }
 
 /* Each contract test twice, named after the backend it ran on. */
+/* clang-format off */
 #define BOTH(fn)                                                                                   \
     {"memory: " #fn, fn, setup, teardown, (void *)"memory"},                                       \
         {"sqlite: " #fn, fn, setup, teardown, (void *)"sqlite"}
+/* clang-format on */
 
 int main(void)
 {

@@ -7,6 +7,7 @@
  */
 #include "harness.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
@@ -207,40 +208,136 @@ static void test_busy_nothing_half_done(void **state)
     assert_int_equal(h_del_room(fx, "room-1"), 0);
 }
 
-/* The lock is released between two attempts: the retry succeeds. */
-typedef struct {
-    h_fixture_t *fx;
-    sqlite3 *db;
-} release_ctx_t;
+/* ---- Lock released while the store retries -------------------------------
+ * A second connection takes the write lock, optionally writes rows inside
+ * its transaction, and commits as soon as the store has logged a failed
+ * attempt ("retrying"): the store's log goes to a pipe the test loop polls,
+ * so the operation can only get through on a later attempt, with no timing
+ * assumption. */
 
-static void release_lock_cb(uv_timer_t *t)
+typedef struct {
+    int rfd, wfd; /* the store's log lines */
+    uv_poll_t poll;
+    sqlite3 *db; /* armed: commit it at the next "retrying" line */
+    bool committed;
+} retry_ctx_t;
+
+static retry_ctx_t g_retry; /* file global: must outlive a failed test's frame */
+
+/* Read what the pipe holds; true if a retry was logged. */
+static bool drain_log(void)
 {
-    release_ctx_t *r = t->data;
-    raw_exec(r->db, "ROLLBACK");
+    static char buf[65536]; /* a log line is one write(2) of at most 4 KiB */
+    bool retry = false;
+    ssize_t n;
+    while ((n = read(g_retry.rfd, buf, sizeof buf - 1)) > 0) {
+        buf[n] = '\0';
+        retry |= strstr(buf, "retrying") != NULL;
+    }
+    return retry;
+}
+
+static void on_log_readable(uv_poll_t *p, int status, int events)
+{
+    (void)p;
+    (void)status;
+    (void)events;
+    if (drain_log() && g_retry.db && !g_retry.committed) {
+        raw_exec(g_retry.db, "COMMIT");
+        g_retry.committed = true;
+    }
+}
+
+static int setup_retry(void **state)
+{
+    h_fixture_t *fx = h_fixture_new("sqlite");
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    g_retry = (retry_ctx_t){.rfd = fds[0], .wfd = fds[1]};
+    /* Before the store thread starts; reset in teardown after it stopped. */
+    sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_TEXT, g_retry.wfd);
+    assert_int_equal(uv_poll_init(&fx->loop, &g_retry.poll, g_retry.rfd), 0);
+    assert_int_equal(uv_poll_start(&g_retry.poll, UV_READABLE, on_log_readable), 0);
+    /* Attempts of 50 ms, 5 ms apart: up to ~1 s, far more than needed. */
+    fx->cfg.database_operation_timeout = 50;
+    fx->cfg.database_retry_attempts = 20;
+    fx->cfg.database_retry_interval = 5;
+    h_open(fx);
+    *state = fx;
+    return 0;
+}
+
+static int teardown_retry(void **state)
+{
+    h_fixture_t *fx = *state;
+    h_close_store(fx);
+    sm_log_configure(SM_LOG_ERROR, SM_LOG_FORMAT_TEXT, -1);
+    uv_close((uv_handle_t *)&g_retry.poll, NULL);
+    if (g_retry.db)
+        sqlite3_close(g_retry.db);
+    h_fixture_free(fx);
+    close(g_retry.rfd);
+    close(g_retry.wfd);
+    return 0;
+}
+
+/* Take the write lock on a second connection and write sql inside it. */
+static void lock_with(h_fixture_t *fx, const char *sql)
+{
+    g_retry.db = raw_open(fx->path);
+    raw_exec(g_retry.db, "BEGIN EXCLUSIVE");
+    raw_exec(g_retry.db, sql);
+    g_retry.committed = false;
+}
+
+static void lock_done(void)
+{
+    assert_true(g_retry.committed); /* the lock went only after a failed attempt */
+    sqlite3_close(g_retry.db);
+    g_retry.db = NULL;
+    drain_log(); /* the store is idle: nothing more for this operation */
 }
 
 static void test_busy_then_retry_succeeds(void **state)
 {
     h_fixture_t *fx = *state;
-    /* Attempts of 10 ms, 5 ms apart, for up to ~300 ms; the lock goes at 40 ms,
-     * so the write can only succeed on a later attempt. */
-    fx->cfg.database_operation_timeout = 10;
-    fx->cfg.database_retry_attempts = 20;
-    fx->cfg.database_retry_interval = 5;
-    h_open(fx);
-    sqlite3 *db = raw_open(fx->path);
-    raw_exec(db, "BEGIN EXCLUSIVE");
-    release_ctx_t r = {fx, db};
-    uv_timer_t timer;
-    uv_timer_init(&fx->loop, &timer);
-    timer.data = &r;
-    /* Released by the loop while the store thread is retrying. */
-    uv_timer_start(&timer, release_lock_cb, 40, 0);
+    lock_with(fx, "SELECT 1");
     assert_int_equal(h_put_reg3(fx, "alice", "s", "i"), 0);
+    lock_done();
     assert_true(h_reg_exists(fx, "alice"));
-    uv_close((uv_handle_t *)&timer, NULL);
-    uv_run(&fx->loop, UV_RUN_NOWAIT);
-    sqlite3_close(db);
+    assert_true(sm_store_healthy(fx->store));
+}
+
+/* A retried insert that meets its own row (an earlier attempt whose error
+ * was reported after the commit) has succeeded; anyone else's row is a
+ * conflict.  The second connection plays the earlier attempt, with the
+ * values h_put_reg3 and h_put_room write. */
+static void test_retry_meets_own_row(void **state)
+{
+    h_fixture_t *fx = *state;
+    lock_with(fx, "INSERT INTO registrations VALUES ('alice', 's', NULL, NULL, 'i', 1000, 2000)");
+    assert_int_equal(h_put_reg3(fx, "alice", "s", "i"), 0);
+    lock_done();
+
+    lock_with(fx, "INSERT INTO registrations VALUES ('bob', 'other', NULL, NULL, 'i', 1000, 2000)");
+    assert_int_equal(h_put_reg3(fx, "bob", "s", "i"), SM_ECONFLICT);
+    lock_done();
+
+    lock_with(fx, "INSERT INTO rooms VALUES ('room-1', 'alice', 'i', NULL, 3000, 4)");
+    assert_int_equal(h_put_room(fx, "room-1", "alice", "i"), 0);
+    lock_done();
+
+    lock_with(fx, "INSERT INTO rooms VALUES ('room-2', 'carol', 'i', NULL, 3000, 4)");
+    assert_int_equal(h_put_room(fx, "room-2", "alice", "i"), SM_ECONFLICT);
+    lock_done();
+
+    h_cap_t c;
+    assert_int_equal(h_get_reg(fx, "bob", &c), 0);
+    assert_string_equal(c.reg.session_id, "other");
+    h_cap_clear(&c);
+    /* On a first attempt an identical row is still a conflict. */
+    assert_int_equal(h_put_reg3(fx, "alice", "s", "i"), SM_ECONFLICT);
+    assert_int_equal(h_put_room(fx, "room-1", "alice", "i"), SM_ECONFLICT);
 }
 
 /* ---- Open errors name the key ------------------------------------------- */
@@ -320,7 +417,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_nothing_half_done, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_busy_then_retry_succeeds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_then_retry_succeeds, setup_retry, teardown_retry),
+        cmocka_unit_test_setup_teardown(test_retry_meets_own_row, setup_retry, teardown_retry),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_adopts_unversioned, setup, teardown),
     };

@@ -746,7 +746,8 @@ static void test_protocol_errors_close(void **state)
      * non-minimal length, reserved opcode 0x3: each must end in a close
      * frame being sent and the message not delivered. */
     static const uint8_t ping_nofin[] = {0x09, 0x80, 1, 2, 3, 4};
-    static const uint8_t nonminimal[] = {0x82, 0xfe, 0x00, 0x05, 1, 2, 3, 4, 'a', 'b', 'c', 'd', 'e'};
+    static const uint8_t nonminimal[] = {0x82, 0xfe, 0x00, 0x05, 1,   2,  3,
+                                         4,    'a',  'b',  'c',  'd', 'e'};
     static const uint8_t reserved[] = {0x83, 0x80, 1, 2, 3, 4};
     buf_t cont = {0};
     frame(&cont, true, 0x0, "x", 1, true);
