@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "http/static.h"
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -48,6 +49,8 @@ sm_http_route_t sm_http_route(const sm_http_req_t *r, const char **why)
     }
     if (strcmp(path, "/health") == 0 && (sm_http_req_is_get(r) || sm_http_req_is_head(r)))
         return SM_ROUTE_HEALTH;
+    if (sm_static_matches(path) && (sm_http_req_is_get(r) || sm_http_req_is_head(r)))
+        return SM_ROUTE_STATIC;
     if (strcmp(path, "/") == 0)
         return SM_ROUTE_UPGRADE_REQUIRED;
     return SM_ROUTE_NOT_FOUND;
@@ -85,6 +88,10 @@ const char *sm_http_reason(int status)
         return "OK";
     case 400:
         return "Bad Request";
+    case 301:
+        return "Moved Permanently";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:

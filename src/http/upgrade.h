@@ -6,6 +6,7 @@
  *   Upgrade: websocket on "/"   -> checks below, then 101 (or 503 when the
  *                                  caller is draining or full)
  *   GET|HEAD /health            -> health JSON (http/health.h)
+ *   GET|HEAD /demo, /demo/...   -> demo page files (http/static.h)
  *   "/" without Upgrade         -> 426 with a hint
  *   anything else               -> 404
  * A bad upgrade (not GET, HTTP/1.0, no "Connection: upgrade", missing or
@@ -21,6 +22,7 @@
 typedef enum {
     SM_ROUTE_UPGRADE,
     SM_ROUTE_HEALTH,
+    SM_ROUTE_STATIC, /* GET|HEAD /demo... (http/static.h) */
     SM_ROUTE_UPGRADE_REQUIRED,
     SM_ROUTE_NOT_FOUND,
     SM_ROUTE_BAD_UPGRADE,

@@ -27,6 +27,7 @@
 #include "reactor/io_thread.h"
 #include "reactor/worker.h"
 #include "registry/registry.h"
+#include "rooms/room.h"
 #include "store/store.h"
 
 typedef struct {
@@ -141,6 +142,9 @@ char *sm_metrics_render(sm_server_t *s, size_t *len)
         (unsigned long long)SUM(s, http_requests_total, 0));
     head(&o, "signal_manager_registered_clients", "gauge", "Registered clients.");
     add(&o, "signal_manager_registered_clients %zu\n", sm_registry_count(s->registry));
+
+    head(&o, "signal_manager_rooms_active", "gauge", "Open rooms (p2p WebRTC sessions).");
+    add(&o, "signal_manager_rooms_active %zu\n", sm_rooms_count(s->rooms));
 
     head(&o, "signal_manager_messages_received_total", "counter",
          "Protocol frames received, by message type.");

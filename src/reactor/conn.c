@@ -22,11 +22,13 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "http/health.h"
+#include "http/static.h"
 #include "http/upgrade.h"
 #include "log/log.h"
 #include "reactor/io_internal.h"
 #include "reactor/msg.h"
 #include "registry/registry.h"
+#include "rooms/room.h"
 #include "store/store.h"
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -366,6 +368,49 @@ static void http_respond_close(sm_conn_t *c, int status, const char *ctype, cons
     sm__io_timer_add(t, c, TL_CLOSING, uv_now(&t->loop) + SM_CLOSE_GRACE_MS);
 }
 
+/* A response whose body may be large (static files): header and body in
+ * one buffer, then close. */
+static void respond_body(sm_conn_t *c, int status, const char *ctype, const char *extra,
+                         const char *body, size_t len)
+{
+    sm_io_thread_t *t = c->io;
+    char hdr[512];
+    int h = snprintf(hdr, sizeof hdr,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+                     "Connection: close\r\n%s\r\n",
+                     status, sm_http_reason(status), ctype, len, extra ? extra : "");
+    sm_obuf_t *b = sm_obuf_new((size_t)h + len);
+    memcpy(sm_obuf_body(b), hdr, (size_t)h);
+    if (len)
+        memcpy(sm_obuf_body(b) + h, body, len);
+    b->off = SM_OBUF_HEADROOM;
+    b->len = (uint32_t)((size_t)h + len);
+    sm__conn_queue(c, b);
+    c->state = CONN_CLOSING;
+    c->flags |= CF_CLOSE_FLUSH;
+    c->close_reason = SM_CLOSE_SERVER;
+    sm__io_timer_add(t, c, TL_CLOSING, uv_now(&t->loop) + SM_CLOSE_GRACE_MS);
+}
+
+static void respond_static(sm_conn_t *c, bool head)
+{
+    const sm_config_t *cfg = c->io->cfg;
+    sm_static_result_t r;
+    sm_static_serve(cfg->server_demo_dir, cfg->server_sdk_dir, sm_http_req_path(c->http), &r);
+    if (r.status == 200) {
+        respond_body(c, 200, r.ctype, NULL, r.body, head ? 0 : r.len);
+    } else if (r.status == 301) {
+        char loc[128];
+        snprintf(loc, sizeof loc, "Location: %s\r\n", r.location);
+        respond_body(c, 301, "text/plain; charset=utf-8", loc, "", 0);
+    } else {
+        const char *msg = r.status == 403 ? "forbidden\n" : "not found\n";
+        respond_body(c, r.status, "text/plain; charset=utf-8", NULL, msg, strlen(msg));
+    }
+    free(r.body);
+}
+
 static void respond_text(sm_conn_t *c, int status, const char *text)
 {
     http_respond_close(c, status, "text/plain; charset=utf-8", NULL, text, strlen(text));
@@ -380,7 +425,7 @@ static void respond_health(sm_conn_t *c, bool head)
         .store_healthy = srv->store ? sm_store_healthy(srv->store) : true,
         .active_connections = atomic_load_explicit(&srv->ws_open, memory_order_relaxed),
         .registered_clients = srv->registry ? sm_registry_count(srv->registry) : 0,
-        .webrtc_sessions = 0,
+        .webrtc_sessions = srv->rooms ? sm_rooms_count(srv->rooms) : 0,
         .version = SM_VERSION,
         .instance_id = srv->instance_id,
         .store_backend = srv->store ? sm_store_backend_name(srv->store) : "none",
@@ -451,6 +496,9 @@ static void http_input(sm_conn_t *c, const uint8_t *data, size_t len)
         return;
     case SM_ROUTE_HEALTH:
         respond_health(c, sm_http_req_is_head(c->http));
+        return;
+    case SM_ROUTE_STATIC:
+        respond_static(c, sm_http_req_is_head(c->http));
         return;
     case SM_ROUTE_UPGRADE_REQUIRED:
         http_respond_close(c, 426, "text/plain; charset=utf-8",

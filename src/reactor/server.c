@@ -35,6 +35,7 @@
 #include "reactor/io_thread.h"
 #include "reactor/worker.h"
 #include "registry/registry.h"
+#include "rooms/room.h"
 #include "store/store.h"
 
 #define DRAIN_POLL_MS 10
@@ -195,6 +196,8 @@ static void begin_drain(sm_server_t *s)
            SM_UINT("drain_timeout_ms", s->cfg->server_drain_timeout));
     for (unsigned i = 0; i < s->n_io; i++)
         sm_io_thread_drain(s->io[i]);
+    for (unsigned i = 0; i < s->n_workers; i++)
+        sm_worker_drain(s->workers[i]);
     p->drain_deadline = uv_now(&p->loop) + s->cfg->server_drain_timeout;
     uv_timer_start(&p->drain_timer, on_drain_tick, DRAIN_POLL_MS, DRAIN_POLL_MS);
 }
@@ -273,6 +276,7 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
         s->instance_id = cfg->instance_id;
     }
     s->registry = sm_registry_new(64);
+    s->rooms = sm_rooms_new((unsigned)cfg->limits_max_rooms);
     rc = sm_store_open(cfg, &s->store, err, errlen);
     if (rc != 0)
         return rc;
@@ -366,6 +370,7 @@ void sm_server_free(sm_server_t *s)
     sm_store_close(s->store);
     sm_events_close(s->events);
     sm_registry_free(s->registry);
+    sm_rooms_free(s->rooms);
     sm_auth_free(s->auth);
     free(s->io);
     free(s->workers);

@@ -26,6 +26,7 @@ typedef struct sm_registry_s sm_registry_t;
 typedef struct sm_store_s sm_store_t;
 typedef struct sm_auth_s sm_auth_t;
 typedef struct sm_events_s sm_events_t;
+typedef struct sm_rooms_s sm_rooms_t;
 
 typedef struct sm_server_s {
     /* Immutable after sm_server_start (any thread may read): */
@@ -35,6 +36,7 @@ typedef struct sm_server_s {
     sm_worker_t **workers;
     unsigned n_workers;
     sm_registry_t *registry;
+    sm_rooms_t *rooms;
     sm_store_t *store;
     sm_auth_t *auth;
     sm_events_t *events;

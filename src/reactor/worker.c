@@ -70,6 +70,16 @@ unsigned sm_worker_index(sm_worker_t *w)
     return w->index;
 }
 
+struct sm_sessions_s *sm_worker_session_table(sm_worker_t *w)
+{
+    return w->sessions;
+}
+
+int sm_worker_post(sm_worker_t *w, sm_task_t *task)
+{
+    return sm_taskq_post(&w->tasks, task);
+}
+
 sm_counters_t *sm_worker_counters(sm_worker_t *w)
 {
     return &w->counters;
@@ -221,6 +231,24 @@ static void do_stop(sm_task_t *task)
     on_inbox(&w->inbox_async);
     if (sm_worker_pending_ops(w) == 0)
         close_handles(w);
+}
+
+static void do_drain(sm_task_t *task)
+{
+    stop_task_t *st = (stop_task_t *)task;
+    sm_worker_t *w = st->w;
+    free(st);
+    if (w->sessions)
+        sm_sessions_drain(w->sessions);
+}
+
+void sm_worker_drain(sm_worker_t *w)
+{
+    stop_task_t *st = sm_xmalloc(sizeof *st);
+    st->task.run = do_drain;
+    st->w = w;
+    if (sm_taskq_post(&w->tasks, &st->task) != 0)
+        free(st);
 }
 
 void sm_worker_stop(sm_worker_t *w)

@@ -24,6 +24,8 @@
 /* Main thread. */
 sm_worker_t *sm_worker_new(sm_server_t *srv, unsigned index);
 int sm_worker_start(sm_worker_t *w);
+/* Any thread: the server drains (sessions waiting for a resume end now). */
+void sm_worker_drain(sm_worker_t *w);
 /* Any thread: finish in-flight store operations, then end the loop.
  * Called after every I/O thread has stopped. */
 void sm_worker_stop(sm_worker_t *w);
@@ -56,6 +58,10 @@ unsigned sm_worker_index(sm_worker_t *w);
  * worker-local FIFO). */
 void sm_worker_send(sm_worker_t *w, sm_handle_t conn, sm_obuf_t *b, uint16_t flags,
                     uint32_t arg);
+/* The session table of this worker (session/session.h). */
+struct sm_sessions_s *sm_worker_session_table(sm_worker_t *w);
+/* Any thread: run task on worker w's thread (sm_taskq_post semantics). */
+int sm_worker_post(sm_worker_t *w, sm_task_t *task);
 /* Track an async operation in flight (the drain waits for zero). */
 void sm_worker_op_begin(sm_worker_t *w);
 void sm_worker_op_end(sm_worker_t *w);

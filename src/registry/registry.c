@@ -150,6 +150,27 @@ int sm_registry_set_conn(sm_registry_t *r, const char *client_id, uint64_t seria
     return rc;
 }
 
+int sm_registry_takeover(sm_registry_t *r, const char *client_id, uint64_t expect_serial,
+                         const sm_reg_holder_t *h)
+{
+    size_t len = strlen(client_id);
+    uint64_t hash = sm_hash_bytes(client_id, len);
+    shard_t *s = shard_for(r, hash);
+    int rc = SM_ENOTFOUND;
+    pthread_mutex_lock(&s->lock);
+    entry_t *e = find(s, hash, client_id, len);
+    if (e && e->h.serial == expect_serial) {
+        if (e->h.registered && !h->registered)
+            atomic_fetch_sub_explicit(&r->registered, 1, memory_order_relaxed);
+        else if (!e->h.registered && h->registered)
+            atomic_fetch_add_explicit(&r->registered, 1, memory_order_relaxed);
+        e->h = *h;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 int sm_registry_release(sm_registry_t *r, const char *client_id, uint64_t serial)
 {
     size_t len = strlen(client_id);

@@ -24,11 +24,15 @@
 
 typedef struct sm_registry_s sm_registry_t;
 
+#define SM_RESUME_TOKEN_LEN 16
+
 typedef struct {
     uint64_t serial;  /* session serial of the holder (never 0) */
     sm_handle_t conn; /* its connection, SM_HANDLE_NONE while detached */
     uint16_t worker;  /* worker that owns the holder session */
     bool registered;  /* false while PENDING */
+    uint8_t resume_token[SM_RESUME_TOKEN_LEN]; /* the holder's current token */
+    char session_id[37];                       /* the registration's session id */
 } sm_reg_holder_t;
 
 /* Main thread.  shards is rounded up to a power of two. */
@@ -46,6 +50,11 @@ int sm_registry_commit(sm_registry_t *r, const char *client_id, uint64_t serial)
 /* Point the entry at another connection (resume/detach).  0 or SM_ENOTFOUND. */
 int sm_registry_set_conn(sm_registry_t *r, const char *client_id, uint64_t serial,
                          sm_handle_t conn);
+/* Hand the entry held by expect_serial to h (resume, or REGISTER over a
+ * detached holder).  h->registered is kept as given.  0, or SM_ENOTFOUND
+ * when expect_serial no longer holds it. */
+int sm_registry_takeover(sm_registry_t *r, const char *client_id, uint64_t expect_serial,
+                         const sm_reg_holder_t *h);
 /* Remove the entry if serial holds it.  0 or SM_ENOTFOUND. */
 int sm_registry_release(sm_registry_t *r, const char *client_id, uint64_t serial);
 /* Copy the holder of client_id.  0, or SM_ENOTFOUND when nobody holds it.

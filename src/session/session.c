@@ -17,6 +17,7 @@
  * successful insert is deleted again), so nothing is left half-done.
  */
 #include "session/session.h"
+#include "session/session_internal.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -42,63 +43,8 @@
 #include "reactor/server.h"
 #include "reactor/worker.h"
 #include "registry/registry.h"
+#include "rooms/room.h"
 #include "store/store.h"
-
-#define BAD_FRAME_WINDOW_MS 60000
-#define MAX_PENDING_FRAMES 1024 /* frames queued behind one store operation */
-
-typedef enum { ST_AWAITING = 0, ST_CONNECTED, ST_REGISTERED } state_t;
-typedef enum { OP_REGISTER = 1, OP_UNREGISTER, OP_RELEASE } op_kind_t;
-
-typedef struct session_s session_t;
-
-typedef struct {
-    sm_list_t tnode; /* in the registration-timeout list (OP_REGISTER) */
-    uint64_t deadline;
-    session_t *s; /* NULL once abandoned */
-    sm_sessions_t *ss;
-    op_kind_t kind;
-    uint8_t uuid[SM_PROTO_UUID_SIZE];
-    char *client_id;
-    char session_id[37];
-    uint64_t serial;
-    /* REGISTER: the record, kept for a second insert after removing a stale
-     * row this instance left behind (see on_register_put). */
-    char *caps_json, *meta_json;
-    int64_t connected_at_ms, registered_at_ms;
-    bool retried;
-} op_t;
-
-struct session_s {
-    sm_hnode_t node;
-    sm_sessions_t *ss;
-    sm_handle_t conn; /* SM_HANDLE_NONE once the connection is gone */
-    uint64_t serial;
-    uint8_t state;
-    bool in_table;
-    bool ended;
-    uint8_t in_process; /* > 0 while handling frames: do not free yet */
-    op_t *op;
-    char *client_id;
-    char session_id[37];
-    int64_t connected_at_ms;
-    sm_imsg_t *pend_head, *pend_tail;
-    uint32_t npend;
-    uint64_t *bad_at; /* ring of the last max_bad_frames+1 bad-frame times
-                         (allocated at the first bad frame only) */
-    uint32_t bad_next, bad_count;
-};
-
-struct sm_sessions_s {
-    sm_worker_t *w;
-    sm_server_t *srv;
-    const sm_config_t *cfg;
-    sm_counters_t *ctr;
-    sm_hmap_t table;
-    uint64_t next_serial;
-    sm_list_t reg_timeouts;
-    uv_timer_t timer;
-};
 
 static void process(session_t *s, sm_imsg_t *m);
 static void session_end(session_t *s);
@@ -142,7 +88,7 @@ static void session_free(session_t *s)
 
 /* ---- sending ---- */
 
-static void send_frame(session_t *s, sm_obuf_t *b, uint8_t type, uint16_t flags, uint32_t arg)
+void sm__sess_send(session_t *s, sm_obuf_t *b, uint8_t type, uint16_t flags, uint32_t arg)
 {
     if (b == NULL)
         return;
@@ -154,17 +100,17 @@ static void send_frame(session_t *s, sm_obuf_t *b, uint8_t type, uint16_t flags,
     sm_worker_send(s->ss->w, s->conn, b, flags, arg);
 }
 
-static void send_error(session_t *s, const uint8_t *uuid, int code, const char *msg,
+void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg,
                        const char *dkey, const char *dval)
 {
     sm_count(&s->ss->ctr->errors[sm_metric_error_index(code)], 1);
-    send_frame(s, sm_reply_error(uuid, code, msg, dkey, dval), SM_MSG_ERROR, 0, 0);
+    sm__sess_send(s, sm_reply_error(uuid, code, msg, dkey, dval), SM_MSG_ERROR, 0, 0);
 }
 
 /* Close the connection with a DISCONNECT notice first, then end the session. */
 static void close_with_notice(session_t *s, const char *reason, int code, bool reconnect)
 {
-    send_frame(s, sm_reply_disconnect(reason, code, reconnect), SM_MSG_DISCONNECT, SM_OUTF_CLOSE,
+    sm__sess_send(s, sm_reply_disconnect(reason, code, reconnect), SM_MSG_DISCONNECT, SM_OUTF_CLOSE,
                (uint32_t)code);
     session_end(s);
 }
@@ -173,9 +119,9 @@ static void close_with_notice(session_t *s, const char *reason, int code, bool r
  * within any 60 s, DISCONNECT + close 1008.  The times of the last
  * max_bad_frames+1 bad frames are kept in a ring (exact sliding window); only
  * sessions that misbehave pay for it. */
-static void bad_frame(session_t *s, const uint8_t *uuid, const char *msg, const char *field)
+void sm__sess_bad_frame(session_t *s, const uint8_t *uuid, const char *msg, const char *field)
 {
-    send_error(s, uuid, 400, msg, field ? "field" : NULL, field);
+    sm__sess_error(s, uuid, 400, msg, field ? "field" : NULL, field);
     uint32_t cap = (uint32_t)s->ss->cfg->limits_max_bad_frames + 1;
     if (s->bad_at == NULL)
         s->bad_at = sm_xcalloc(cap, sizeof *s->bad_at);
@@ -194,7 +140,7 @@ static void bad_frame(session_t *s, const uint8_t *uuid, const char *msg, const 
 
 /* ---- store operations ---- */
 
-static op_t *op_new(session_t *s, op_kind_t kind, const uint8_t *uuid)
+op_t *sm__sess_op_new(session_t *s, op_kind_t kind, const uint8_t *uuid)
 {
     op_t *op = sm_xcalloc(1, sizeof *op);
     sm_list_init(&op->tnode);
@@ -209,13 +155,14 @@ static op_t *op_new(session_t *s, op_kind_t kind, const uint8_t *uuid)
     return op;
 }
 
-static void op_free(op_t *op)
+void sm__sess_op_free(op_t *op)
 {
     if (sm_list_linked(&op->tnode))
         sm_list_remove(&op->tnode);
     free(op->client_id);
     free(op->caps_json);
     free(op->meta_json);
+    free(op->room_id);
     free(op);
 }
 
@@ -229,7 +176,7 @@ static void on_orphan_deleted(int status, const sm_store_result_t *res, void *ar
     if (status != 0 && status != SM_ENOTFOUND)
         SM_LOG(SM_LOG_ERROR, SM_MSG("could not remove a registration after a timeout"),
                SM_STR("client_id", op->client_id), SM_STR("error", sm_strerror(status)));
-    op_free(op);
+    sm__sess_op_free(op);
 }
 
 /* A REGISTER whose session stopped waiting has succeeded in the store after
@@ -243,10 +190,10 @@ static void undo_late_insert(op_t *op)
         sm_worker_op_begin(ss->w);
         return;
     }
-    op_free(op);
+    sm__sess_op_free(op);
 }
 
-static void finish_op(session_t *s)
+void sm__sess_op_done(session_t *s)
 {
     s->op = NULL;
     if (s->ended)
@@ -296,24 +243,24 @@ static void register_finish(op_t *op, int status)
         sm_reply_str(&r, "message", "Registration successful");
         sm_reply_str(&r, "client_id", s->client_id);
         sm_reply_str(&r, "session_id", s->session_id);
-        send_frame(s, sm_reply_finish(&r, NULL), SM_MSG_REGISTER_ACK, 0, 0);
+        sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_REGISTER_ACK, 0, 0);
         sm_events_emit(ss->srv->events, "client.registered", s->client_id, NULL, s->session_id);
     } else if (status == 0) {
         /* Connection lost while the insert ran: the session is registered
-         * now; session_end (via finish_op) releases it properly. */
+         * now; session_end (via sm__sess_op_done) releases it properly. */
         sm_registry_commit(ss->srv->registry, s->client_id, s->serial);
         s->state = ST_REGISTERED;
     } else {
         sm_registry_release(ss->srv->registry, s->client_id, s->serial);
         if (status == SM_ECONFLICT)
-            send_error(s, op->uuid, 409, "client_id is already registered", "client_id",
+            sm__sess_error(s, op->uuid, 409, "client_id is already registered", "client_id",
                        s->client_id);
         else
-            send_error(s, op->uuid, 503, "registration store unavailable, try again later",
+            sm__sess_error(s, op->uuid, 503, "registration store unavailable, try again later",
                        "client_id", s->client_id);
     }
-    op_free(op);
-    finish_op(s);
+    sm__sess_op_free(op);
+    sm__sess_op_done(s);
 }
 
 static void on_register_del(int status, const sm_store_result_t *res, void *arg)
@@ -322,7 +269,7 @@ static void on_register_del(int status, const sm_store_result_t *res, void *arg)
     op_t *op = arg;
     sm_worker_op_end(op->ss->w);
     if (op->s == NULL) {
-        op_free(op);
+        sm__sess_op_free(op);
         return;
     }
     if ((status == 0 || status == SM_ENOTFOUND) && submit_put(op) == 0)
@@ -336,7 +283,7 @@ static void on_register_get(int status, const sm_store_result_t *res, void *arg)
     sm_sessions_t *ss = op->ss;
     sm_worker_op_end(ss->w);
     if (op->s == NULL) {
-        op_free(op);
+        sm__sess_op_free(op);
         return;
     }
     const sm_registration_t *row = res->registration;
@@ -375,7 +322,7 @@ static void on_register_put(int status, const sm_store_result_t *res, void *arg)
             undo_late_insert(op);
             return;
         }
-        op_free(op);
+        sm__sess_op_free(op);
         return;
     }
     if (status == SM_ECONFLICT && !op->retried) {
@@ -406,15 +353,15 @@ static void on_unregister_done(int status, const sm_store_result_t *res, void *a
         sm_reply_int(&r, "status", 200);
         sm_reply_str(&r, "message", "Unregistration successful");
         sm_reply_str(&r, "client_id", s->client_id);
-        send_frame(s, sm_reply_finish(&r, NULL), SM_MSG_UNREGISTER_ACK, 0, 0);
+        sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_UNREGISTER_ACK, 0, 0);
         sm_events_emit(ss->srv->events, "client.unregistered", s->client_id, NULL,
                        s->session_id);
     } else {
-        send_error(s, op->uuid, 503, "registration store unavailable, try again later",
+        sm__sess_error(s, op->uuid, 503, "registration store unavailable, try again later",
                    "client_id", s->client_id);
     }
-    op_free(op);
-    finish_op(s);
+    sm__sess_op_free(op);
+    sm__sess_op_done(s);
 }
 
 static void on_release_done(int status, const sm_store_result_t *res, void *arg)
@@ -428,7 +375,7 @@ static void on_release_done(int status, const sm_store_result_t *res, void *arg)
                SM_STR("client_id", op->client_id), SM_STR("error", sm_strerror(status)));
     sm_registry_release(ss->srv->registry, op->client_id, op->serial);
     session_t *s = op->s;
-    op_free(op);
+    sm__sess_op_free(op);
     if (s) {
         s->op = NULL;
         s->state = ST_AWAITING;
@@ -453,8 +400,8 @@ static void on_timeout_timer(uv_timer_t *t)
         op->s = NULL;
         sm_registry_release(ss->srv->registry, s->client_id, s->serial);
         SM_LOG(SM_LOG_WARN, SM_MSG("registration timed out"), SM_STR("client_id", s->client_id));
-        send_error(s, op->uuid, 408, "registration timed out", "client_id", s->client_id);
-        finish_op(s);
+        sm__sess_error(s, op->uuid, 408, "registration timed out", "client_id", s->client_id);
+        sm__sess_op_done(s);
     }
     arm_timeout_timer(ss);
 }
@@ -473,7 +420,7 @@ static void arm_timeout_timer(sm_sessions_t *ss)
 
 /* ---- handlers ---- */
 
-static char *dup_str(sm_payload_str_t v)
+char *sm__sess_dup(sm_payload_str_t v)
 {
     return sm_xstrndup(v.ptr, v.len);
 }
@@ -485,23 +432,160 @@ static bool same_client(const session_t *s, sm_payload_str_t cid)
 }
 
 /* Steps 4 and 5 of the check order.  Sends the error and returns false. */
-static bool check_identity(session_t *s, const sm_frame_t *f, sm_payload_str_t cid,
+bool sm__sess_check_identity(session_t *s, const sm_frame_t *f, sm_payload_str_t cid,
                            sm_payload_str_t token)
 {
     if (!same_client(s, cid)) {
-        send_error(s, f->uuid, 403, "client_id does not match the connected client",
+        sm__sess_error(s, f->uuid, 403, "client_id does not match the connected client",
                    "client_id", s->client_id);
         return false;
     }
     if (token.ptr != NULL) {
-        char *tok = dup_str(token);
+        char *tok = sm__sess_dup(token);
         int rc = sm_auth_check(s->ss->srv->auth, s->client_id, tok, (int64_t)time(NULL));
         free(tok);
         if (rc != 0) {
-            send_error(s, f->uuid, 401, "invalid auth_token", "client_id", s->client_id);
+            sm__sess_error(s, f->uuid, 401, "invalid auth_token", "client_id", s->client_id);
             return false;
         }
     }
+    return true;
+}
+
+/* ---- resume (DECISIONS §3) ---- */
+
+static void hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static bool unhex(const char *in, size_t len, uint8_t *out, size_t n)
+{
+    if (len != 2 * n)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        int v = c >= '0' && c <= '9' ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (v < 0)
+            return false;
+        if (i % 2 == 0)
+            out[i / 2] = (uint8_t)(v << 4);
+        else
+            out[i / 2] |= (uint8_t)v;
+    }
+    return true;
+}
+
+static bool ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint8_t d = 0;
+    for (size_t i = 0; i < n; i++)
+        d |= (uint8_t)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+/* Work for the worker owning an older session of the same client. */
+enum { XT_REPLACED = 1, XT_EVICTED };
+
+typedef struct {
+    sm_task_t task;
+    int kind;
+    uint64_t serial;
+    sm_handle_t conn;
+} xtask_t;
+
+static void detach_unlink(session_t *s)
+{
+    if (s->detached) {
+        sm_list_remove(&s->dnode);
+        s->detached = false;
+    }
+}
+
+static session_t *find_serial(sm_sessions_t *ss, sm_handle_t conn, uint64_t serial)
+{
+    if (conn != SM_HANDLE_NONE) {
+        session_t *s = find(ss, conn);
+        if (s && s->serial == serial)
+            return s;
+    }
+    sm_list_t *n, *tmp;
+    sm_list_foreach_safe(n, tmp, &ss->detached)
+    {
+        session_t *s = SM_CONTAINER_OF(n, session_t, dnode);
+        if (s->serial == serial)
+            return s;
+    }
+    return NULL;
+}
+
+static void run_xtask(sm_task_t *task)
+{
+    xtask_t *x = (xtask_t *)task;
+    sm_worker_t *w = sm_worker_self();
+    sm_sessions_t *ss = w ? sm_worker_session_table(w) : NULL;
+    session_t *s = ss ? find_serial(ss, x->conn, x->serial) : NULL;
+    if (s && !s->ended) {
+        if (x->kind == XT_EVICTED) {
+            /* A new REGISTER took the registration of this detached session:
+             * it leaves its rooms (members are told), nothing else. */
+            sm__rooms_leave_all(s);
+        } else if (!s->detached) {
+            sm__sess_send(s, sm_reply_disconnect("replaced", 4409, false), SM_MSG_DISCONNECT,
+                          SM_OUTF_CLOSE, 4409);
+        }
+        detach_unlink(s);
+        s->replaced = true;
+        session_end(s);
+    }
+    free(x);
+}
+
+static void post_xtask(sm_sessions_t *ss, unsigned worker, int kind, uint64_t serial,
+                       sm_handle_t conn)
+{
+    xtask_t *x = sm_xcalloc(1, sizeof *x);
+    x->task.run = run_xtask;
+    x->kind = kind;
+    x->serial = serial;
+    x->conn = conn;
+    if (worker >= ss->srv->n_workers || sm_worker_post(ss->srv->workers[worker], &x->task) != 0)
+        free(x);
+}
+
+/* CONNECT presented a resume token: take the registration (and rooms) of
+ * the session it was given to, detached or still looking alive.  A wrong or
+ * stale token is not an error: the client gets a fresh session. */
+static bool try_resume(session_t *s, sm_payload_str_t token)
+{
+    sm_sessions_t *ss = s->ss;
+    uint8_t want[sizeof s->resume_token];
+    sm_reg_holder_t h;
+    if (!unhex(token.ptr, token.len, want, sizeof want) ||
+        sm_registry_lookup(ss->srv->registry, s->client_id, strlen(s->client_id), &h) != 0 ||
+        !h.registered || !ct_equal(h.resume_token, want, sizeof want))
+        return false;
+    sm_reg_holder_t nh = h;
+    nh.serial = s->serial;
+    nh.conn = s->conn;
+    nh.worker = (uint16_t)sm_worker_index(ss->w);
+    memcpy(nh.resume_token, s->resume_token, sizeof nh.resume_token);
+    if (sm_registry_takeover(ss->srv->registry, s->client_id, h.serial, &nh) != 0)
+        return false;
+    memcpy(s->session_id, h.session_id, sizeof s->session_id);
+    sm_member_ref_t m = {.client_id = s->client_id, .serial = s->serial, .conn = s->conn};
+    sm_rooms_update_member(ss->srv->rooms, s->client_id, h.serial, &m);
+    post_xtask(ss, h.worker, XT_REPLACED, h.serial, h.conn);
+    SM_LOG(SM_LOG_INFO, SM_MSG("session resumed"), SM_STR("client_id", s->client_id),
+           SM_STR("session_id", s->session_id), SM_BOOL("old_connection_open",
+                                                        h.conn != SM_HANDLE_NONE));
     return true;
 }
 
@@ -511,44 +595,55 @@ static void on_connect(session_t *s, const sm_frame_t *f, const json_t *root)
     sm_payload_connect_t p;
     sm_payload_err_t perr;
     if (sm_payload_validate_connect(root, &p, &perr) != 0) {
-        bad_frame(s, f->uuid, perr.message, perr.field);
+        sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
-    char *cid = dup_str(p.client_id);
-    char *tok = dup_str(p.auth_token);
+    char *cid = sm__sess_dup(p.client_id);
+    char *tok = sm__sess_dup(p.auth_token);
     int rc = sm_auth_check(ss->srv->auth, cid, tok, (int64_t)time(NULL));
     free(tok);
     if (rc != 0) {
-        send_error(s, f->uuid, 401, "invalid credentials", "client_id", cid);
+        sm__sess_error(s, f->uuid, 401, "invalid credentials", "client_id", cid);
         free(cid);
         return;
     }
     if (s->state != ST_AWAITING) {
-        send_error(s, f->uuid, 409, "already connected", "client_id", s->client_id);
+        sm__sess_error(s, f->uuid, 409, "already connected", "client_id", s->client_id);
         free(cid);
         return;
     }
-    uint8_t sid[SM_PROTO_UUID_SIZE];
-    if (sm_uuid_v4(sid) != 0) {
-        send_error(s, f->uuid, 500, "internal error", NULL, NULL);
-        free(cid);
-        return;
-    }
-    sm_uuid_format(sid, s->session_id);
     s->client_id = cid;
-    s->state = ST_CONNECTED;
     s->connected_at_ms = sm_clock_wall_ms();
+    bool resumed = false;
+    if (sm_uuid_v4(s->resume_token) != 0) {
+        sm__sess_error(s, f->uuid, 500, "internal error", NULL, NULL);
+        free(s->client_id);
+        s->client_id = NULL;
+        return;
+    }
+    if (p.resume_token.ptr)
+        resumed = try_resume(s, p.resume_token);
+    if (!resumed) {
+        uint8_t sid[SM_PROTO_UUID_SIZE];
+        sm_uuid_v4(sid);
+        sm_uuid_format(sid, s->session_id);
+    }
+    s->state = resumed ? ST_REGISTERED : ST_CONNECTED;
+    char token[2 * sizeof s->resume_token + 1];
+    hex(s->resume_token, sizeof s->resume_token, token);
 
     static const char *const caps[] = {"websocket", "heartbeat", "webrtc", NULL};
     sm_reply_t r;
     sm_reply_begin(&r, SM_MSG_CONNECT_ACK, f->uuid);
     sm_reply_int(&r, "status", 200);
-    sm_reply_str(&r, "message", "Connection established");
+    sm_reply_str(&r, "message", resumed ? "Session resumed" : "Connection established");
     sm_reply_str(&r, "session_id", s->session_id);
     sm_reply_str(&r, "server_version", SM_PROTO_VERSION);
     sm_reply_int(&r, "heartbeat_interval", (int64_t)((ss->cfg->heartbeat_interval + 999) / 1000));
     sm_reply_str_array(&r, "capabilities", caps);
-    send_frame(s, sm_reply_finish(&r, NULL), SM_MSG_CONNECT_ACK, SM_OUTF_CONNECTED, 0);
+    sm_reply_str(&r, "resume_token", token);
+    sm_reply_bool(&r, "resumed", resumed);
+    sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_CONNECT_ACK, SM_OUTF_CONNECTED, 0);
     sm_events_emit(ss->srv->events, "client.connected", s->client_id, NULL, s->session_id);
 }
 
@@ -557,14 +652,14 @@ static void on_ping(session_t *s, const sm_frame_t *f, const json_t *root)
     sm_payload_ping_t p;
     sm_payload_err_t perr;
     if (sm_payload_validate_ping(root, &p, &perr) != 0) {
-        bad_frame(s, f->uuid, perr.message, perr.field);
+        sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
     sm_reply_t r;
     sm_reply_begin(&r, SM_MSG_PING_ACK, f->uuid);
     sm_reply_json(&r, "timestamp", p.timestamp);
     sm_reply_int(&r, "server_time", sm_clock_wall_ms());
-    send_frame(s, sm_reply_finish(&r, NULL), SM_MSG_PING_ACK, 0, 0);
+    sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_PING_ACK, 0, 0);
 }
 
 static char *json_text(const json_t *v)
@@ -578,31 +673,41 @@ static void on_register(session_t *s, const sm_frame_t *f, const json_t *root)
     sm_payload_register_t p;
     sm_payload_err_t perr;
     if (sm_payload_validate_register(root, &p, &perr) != 0) {
-        bad_frame(s, f->uuid, perr.message, perr.field);
+        sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
-    if (!check_identity(s, f, p.client_id, p.auth_token))
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token))
         return;
     if (s->state == ST_REGISTERED) {
-        send_error(s, f->uuid, 409, "client already registered", "client_id", s->client_id);
+        sm__sess_error(s, f->uuid, 409, "client already registered", "client_id", s->client_id);
         return;
     }
     sm_reg_holder_t h = {.serial = s->serial, .conn = s->conn,
                          .worker = (uint16_t)sm_worker_index(ss->w)};
-    if (sm_registry_claim(ss->srv->registry, s->client_id, &h, NULL) != 0) {
-        send_error(s, f->uuid, 409, "client_id is already registered by another session",
-                   "client_id", s->client_id);
-        return;
+    memcpy(h.resume_token, s->resume_token, sizeof h.resume_token);
+    memcpy(h.session_id, s->session_id, sizeof h.session_id);
+    sm_reg_holder_t old;
+    if (sm_registry_claim(ss->srv->registry, s->client_id, &h, &old) != 0) {
+        /* Only a holder with a live connection makes this a conflict; a
+         * detached one (waiting for a resume) is taken over. */
+        if (!old.registered || old.conn != SM_HANDLE_NONE ||
+            sm_registry_takeover(ss->srv->registry, s->client_id, old.serial, &h) != 0) {
+            sm__sess_error(s, f->uuid, 409,
+                           "client_id is already registered by another session", "client_id",
+                           s->client_id);
+            return;
+        }
+        post_xtask(ss, old.worker, XT_EVICTED, old.serial, SM_HANDLE_NONE);
     }
-    op_t *op = op_new(s, OP_REGISTER, f->uuid);
+    op_t *op = sm__sess_op_new(s, OP_REGISTER, f->uuid);
     op->caps_json = json_text(p.capabilities);
     op->meta_json = json_text(p.metadata);
     op->connected_at_ms = s->connected_at_ms;
     op->registered_at_ms = sm_clock_wall_ms();
     if (submit_put(op) != 0) {
         sm_registry_release(ss->srv->registry, s->client_id, s->serial);
-        op_free(op);
-        send_error(s, f->uuid, 503, "registration store unavailable, try again later",
+        sm__sess_op_free(op);
+        sm__sess_error(s, f->uuid, 503, "registration store unavailable, try again later",
                    "client_id", s->client_id);
         return;
     }
@@ -620,20 +725,21 @@ static void on_unregister(session_t *s, const sm_frame_t *f, const json_t *root)
     sm_payload_unregister_t p;
     sm_payload_err_t perr;
     if (sm_payload_validate_unregister(root, &p, &perr) != 0) {
-        bad_frame(s, f->uuid, perr.message, perr.field);
+        sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
-    if (!check_identity(s, f, p.client_id, p.auth_token))
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token))
         return;
     if (s->state != ST_REGISTERED) {
-        send_error(s, f->uuid, 404, "client not registered", "client_id", s->client_id);
+        sm__sess_error(s, f->uuid, 404, "client not registered", "client_id", s->client_id);
         return;
     }
-    op_t *op = op_new(s, OP_UNREGISTER, f->uuid);
+    sm__rooms_leave_all(s);
+    op_t *op = sm__sess_op_new(s, OP_UNREGISTER, f->uuid);
     if (sm_store_delete_registration(ss->srv->store, s->client_id, s->session_id,
                                      sm_worker_taskq(ss->w), on_unregister_done, op) != 0) {
-        op_free(op);
-        send_error(s, f->uuid, 503, "registration store unavailable, try again later",
+        sm__sess_op_free(op);
+        sm__sess_error(s, f->uuid, 503, "registration store unavailable, try again later",
                    "client_id", s->client_id);
         return;
     }
@@ -647,25 +753,31 @@ static void on_disconnect(session_t *s, const sm_frame_t *f, const json_t *root)
         sm_payload_disconnect_t p;
         sm_payload_err_t perr;
         if (sm_payload_validate_disconnect(root, &p, &perr) != 0) {
-            bad_frame(s, f->uuid, perr.message, perr.field);
+            sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
             return;
         }
     }
     /* No ACK (DECISIONS §3): clean up, close with 1000. */
-    send_frame(s, NULL, SM_MSG_DISCONNECT, 0, 0);
+    sm__sess_send(s, NULL, SM_MSG_DISCONNECT, 0, 0);
     if (s->conn != SM_HANDLE_NONE)
         sm_worker_send(s->ss->w, s->conn, NULL, SM_OUTF_CLOSE, 1000);
     session_end(s);
 }
 
-static void on_registered_only(session_t *s, const sm_frame_t *f)
+static void on_session_update(session_t *s, const sm_frame_t *f, const json_t *root)
 {
-    if (s->state != ST_REGISTERED) {
-        send_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
+    sm_payload_session_update_t p;
+    sm_payload_err_t perr;
+    if (sm_payload_validate_session_update(root, &p, &perr) != 0) {
+        sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
-    send_error(s, f->uuid, 400, "message type not supported by this server yet", "type",
-               sm_msg_type_name(f->type));
+    if (s->state != ST_REGISTERED) {
+        sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
+        return;
+    }
+    sm__sess_error(s, f->uuid, 400, "SESSION_UPDATE is only used with webrtc.mode=cloudflare",
+                   "type", "SESSION_UPDATE");
 }
 
 /* ---- dispatch ---- */
@@ -679,24 +791,24 @@ static void process(session_t *s, sm_imsg_t *m)
         static const uint8_t nil[SM_PROTO_UUID_SIZE];
         bool has_uuid = rc != SM_PROTO_ESHORT && rc != SM_PROTO_ESTART;
         sm_count(&ss->ctr->msgs_in[SM_MSG_TYPE_COUNT], 1);
-        bad_frame(s, has_uuid ? f.uuid : nil, sm_proto_strerror(rc), NULL);
+        sm__sess_bad_frame(s, has_uuid ? f.uuid : nil, sm_proto_strerror(rc), NULL);
         return;
     }
     sm_count(&ss->ctr->msgs_in[sm_metric_msg_index(f.type)], 1);
     rc = sm_msg_check(f.type, f.payload_type, SM_MSG_C2S);
     if (rc != SM_PROTO_OK) {
-        bad_frame(s, f.uuid, sm_proto_strerror(rc), "type");
+        sm__sess_bad_frame(s, f.uuid, sm_proto_strerror(rc), "type");
         return;
     }
     if (s->state == ST_AWAITING && f.type != SM_MSG_CONNECT && f.type != SM_MSG_DISCONNECT) {
-        send_error(s, f.uuid, 401, "not authenticated: send CONNECT first", NULL, NULL);
+        sm__sess_error(s, f.uuid, 401, "not authenticated: send CONNECT first", NULL, NULL);
         return;
     }
     json_t *root = NULL;
     if (f.payload_type == SM_PAYLOAD_JSON) {
         sm_payload_err_t perr;
         if (sm_payload_load(f.payload, f.length, &root, &perr) != 0) {
-            bad_frame(s, f.uuid, perr.message, perr.field[0] ? perr.field : NULL);
+            sm__sess_bad_frame(s, f.uuid, perr.message, perr.field[0] ? perr.field : NULL);
             return;
         }
     }
@@ -716,8 +828,23 @@ static void process(session_t *s, sm_imsg_t *m)
     case SM_MSG_DISCONNECT:
         on_disconnect(s, &f, root);
         break;
-    default:
-        on_registered_only(s, &f);
+    case SM_MSG_ROOM_CREATE:
+        sm__rooms_on_create(s, &f, root);
+        break;
+    case SM_MSG_ROOM_JOIN:
+        sm__rooms_on_join(s, &f, root);
+        break;
+    case SM_MSG_ROOM_LEAVE:
+        sm__rooms_on_leave(s, &f, root);
+        break;
+    case SM_MSG_SIGNAL:
+        sm__signal_on_frame(s, &f, root);
+        break;
+    case SM_MSG_SESSION_UPDATE:
+        on_session_update(s, &f, root);
+        break;
+    default: /* sm_msg_check let through only client-to-server types */
+        sm__sess_bad_frame(s, f.uuid, "unknown message type", "type");
         break;
     }
     json_decref(root);
@@ -777,10 +904,12 @@ static void session_end(session_t *s)
     sm_sessions_t *ss = s->ss;
     if (!s->ended) {
         s->ended = true;
-        if (s->state != ST_AWAITING)
+        if (s->state != ST_AWAITING && !s->gone_emitted)
             sm_events_emit(ss->srv->events, "client.disconnected", s->client_id, NULL,
                            s->session_id);
+        s->gone_emitted = true;
     }
+    detach_unlink(s);
     if (s->in_table) {
         sm_hmap_remove(&ss->table, &s->node);
         s->in_table = false;
@@ -795,15 +924,18 @@ static void session_end(session_t *s)
     s->npend = 0;
     if (s->op != NULL)
         return; /* the operation's completion calls us again */
+    if (s->replaced)
+        s->state = ST_AWAITING; /* its registration lives on elsewhere */
     if (s->state == ST_REGISTERED) {
-        op_t *op = op_new(s, OP_RELEASE, NULL);
+        sm__rooms_leave_all(s);
+        op_t *op = sm__sess_op_new(s, OP_RELEASE, NULL);
         if (sm_store_delete_registration(ss->srv->store, s->client_id, s->session_id,
                                          sm_worker_taskq(ss->w), on_release_done, op) == 0) {
             sm_worker_op_begin(ss->w);
             s->op = op;
             return;
         }
-        op_free(op);
+        sm__sess_op_free(op);
         sm_registry_release(ss->srv->registry, s->client_id, s->serial);
         s->state = ST_AWAITING;
     }
@@ -811,20 +943,112 @@ static void session_end(session_t *s)
         session_free(s);
 }
 
+static void arm_detach_timer(sm_sessions_t *ss);
+
+/* An abrupt end (no close frame, heartbeat timeout) of a registered
+ * session: keep registration and rooms for server.resume_window.  SIGNALs
+ * to it get 404 meanwhile; members hear participant_left only when the
+ * window ends. */
+static void detach(session_t *s)
+{
+    sm_sessions_t *ss = s->ss;
+    sm_hmap_remove(&ss->table, &s->node);
+    s->in_table = false;
+    s->conn = SM_HANDLE_NONE;
+    while (s->pend_head) {
+        sm_imsg_t *m = s->pend_head;
+        s->pend_head = m->next;
+        free(m);
+    }
+    s->pend_tail = NULL;
+    s->npend = 0;
+    sm_registry_set_conn(ss->srv->registry, s->client_id, s->serial, SM_HANDLE_NONE);
+    sm_member_ref_t m = {.client_id = s->client_id, .serial = s->serial, .conn = SM_HANDLE_NONE};
+    sm_rooms_update_member(ss->srv->rooms, s->client_id, s->serial, &m);
+    if (!s->gone_emitted)
+        sm_events_emit(ss->srv->events, "client.disconnected", s->client_id, NULL,
+                       s->session_id);
+    s->gone_emitted = true;
+    s->detached = true;
+    s->detach_deadline = uv_now(sm_worker_loop(ss->w)) + ss->cfg->server_resume_window;
+    bool was_empty = sm_list_empty(&ss->detached);
+    sm_list_insert_tail(&ss->detached, &s->dnode);
+    if (was_empty)
+        arm_detach_timer(ss);
+    SM_LOG(SM_LOG_INFO, SM_MSG("session detached, waiting for a resume"),
+           SM_STR("client_id", s->client_id), SM_UINT("resume_window_ms",
+                                                      ss->cfg->server_resume_window));
+}
+
+static void on_detach_timer(uv_timer_t *t)
+{
+    sm_sessions_t *ss = t->data;
+    uint64_t now = uv_now(sm_worker_loop(ss->w));
+    sm_list_t *n;
+    while ((n = sm_list_first(&ss->detached)) != NULL) {
+        session_t *s = SM_CONTAINER_OF(n, session_t, dnode);
+        if (s->detach_deadline > now)
+            break;
+        detach_unlink(s);
+        SM_LOG(SM_LOG_INFO, SM_MSG("resume window over"), SM_STR("client_id", s->client_id));
+        session_end(s);
+    }
+    arm_detach_timer(ss);
+}
+
+static void arm_detach_timer(sm_sessions_t *ss)
+{
+    sm_list_t *n = sm_list_first(&ss->detached);
+    if (n == NULL) {
+        uv_timer_stop(&ss->detach_timer);
+        return;
+    }
+    session_t *s = SM_CONTAINER_OF(n, session_t, dnode);
+    uint64_t now = uv_now(sm_worker_loop(ss->w));
+    uv_timer_start(&ss->detach_timer, on_detach_timer,
+                   s->detach_deadline > now ? s->detach_deadline - now : 0, 0);
+}
+
 void sm_sessions_on_closed(sm_sessions_t *ss, sm_handle_t h, sm_close_reason_t why)
 {
-    (void)why; /* every end releases at once until the resume window exists */
     session_t *s = find(ss, h);
-    if (s)
+    if (s == NULL)
+        return;
+    bool abrupt = why == SM_CLOSE_ABRUPT || why == SM_CLOSE_HEARTBEAT;
+    if (abrupt && s->state == ST_REGISTERED && s->op == NULL && !s->ended &&
+        ss->cfg->server_resume_window > 0 &&
+        !atomic_load_explicit(&ss->srv->draining, memory_order_relaxed))
+        detach(s);
+    else
         session_end(s);
+}
+
+void sm_sessions_drain(sm_sessions_t *ss)
+{
+    /* Nobody can resume into a draining server: end detached sessions now. */
+    sm_list_t *n;
+    while ((n = sm_list_first(&ss->detached)) != NULL) {
+        session_t *s = SM_CONTAINER_OF(n, session_t, dnode);
+        detach_unlink(s);
+        session_end(s);
+    }
+    arm_detach_timer(ss);
 }
 
 size_t sm_sessions_count(const sm_sessions_t *ss)
 {
-    return ss->table.count;
+    size_t n = ss->table.count;
+    for (sm_list_t *l = ss->detached.next; l != &ss->detached; l = l->next)
+        n++;
+    return n;
 }
 
 /* ---- lifecycle ---- */
+
+static void on_reap_timer(uv_timer_t *t)
+{
+    sm__rooms_reap(t->data);
+}
 
 sm_sessions_t *sm_sessions_new(sm_worker_t *w)
 {
@@ -836,14 +1060,28 @@ sm_sessions_t *sm_sessions_new(sm_worker_t *w)
     ss->next_serial = (uint64_t)sm_worker_index(w) << 48;
     sm_hmap_init(&ss->table, 1024);
     sm_list_init(&ss->reg_timeouts);
+    sm_list_init(&ss->detached);
     uv_timer_init(sm_worker_loop(w), &ss->timer);
     ss->timer.data = ss;
+    uv_timer_init(sm_worker_loop(w), &ss->detach_timer);
+    ss->detach_timer.data = ss;
+    uv_timer_init(sm_worker_loop(w), &ss->reap_timer);
+    ss->reap_timer.data = ss;
+    if (sm_worker_index(w) == 0) {
+        /* Idle rooms are checked a few times per session_timeout (within
+         * 100 ms .. 1 s), so a room closes at most that late. */
+        uint64_t tick = ss->cfg->webrtc_session_timeout / 4;
+        tick = tick < 100 ? 100 : tick > 1000 ? 1000 : tick;
+        uv_timer_start(&ss->reap_timer, on_reap_timer, tick, tick);
+    }
     return ss;
 }
 
 static void free_after_close(uv_handle_t *h)
 {
-    free(h->data);
+    sm_sessions_t *ss = h->data;
+    if (--ss->closing == 0)
+        free(ss);
 }
 
 void sm_sessions_free(sm_sessions_t *ss)
@@ -862,7 +1100,16 @@ void sm_sessions_free(sm_sessions_t *ss)
             sm_registry_release(ss->srv->registry, s->client_id, s->serial);
         session_free(s);
     }
+    sm_list_t *l;
+    while ((l = sm_list_first(&ss->detached)) != NULL) {
+        session_t *s = SM_CONTAINER_OF(l, session_t, dnode);
+        detach_unlink(s);
+        sm_registry_release(ss->srv->registry, s->client_id, s->serial);
+        session_free(s);
+    }
     sm_hmap_destroy(&ss->table);
-    uv_timer_stop(&ss->timer);
+    ss->closing = 3;
     uv_close((uv_handle_t *)&ss->timer, free_after_close);
+    uv_close((uv_handle_t *)&ss->detach_timer, free_after_close);
+    uv_close((uv_handle_t *)&ss->reap_timer, free_after_close);
 }

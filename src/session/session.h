@@ -32,7 +32,9 @@ void sm_sessions_free(sm_sessions_t *ss);
 void sm_sessions_on_frame(sm_sessions_t *ss, sm_handle_t h, sm_imsg_t *m);
 /* Connection h is gone (last item for h). */
 void sm_sessions_on_closed(sm_sessions_t *ss, sm_handle_t h, sm_close_reason_t why);
-/* Live sessions (have a connection). */
+/* The server began draining: end sessions waiting for a resume now. */
+void sm_sessions_drain(sm_sessions_t *ss);
+/* Sessions with a connection or waiting for a resume. */
 size_t sm_sessions_count(const sm_sessions_t *ss);
 
 #endif

@@ -1,0 +1,134 @@
+/*
+ * Private to src/session/ and src/router/: the session and store-operation
+ * structs and the helpers the protocol handlers share.  Everything here
+ * runs on the worker thread that owns the session.
+ */
+#ifndef SM_SESSION_SESSION_INTERNAL_H
+#define SM_SESSION_SESSION_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include <sm/proto.h>
+
+#include "core/hmap.h"
+#include "core/list.h"
+#include "core/obuf.h"
+#include "metrics/counters.h"
+#include "proto/payload.h"
+#include "reactor/msg.h"
+#include "reactor/server.h"
+#include "session/session.h"
+
+#define BAD_FRAME_WINDOW_MS 60000
+#define MAX_PENDING_FRAMES 1024 /* frames queued behind one store operation */
+
+typedef enum { ST_AWAITING = 0, ST_CONNECTED, ST_REGISTERED } state_t;
+typedef enum {
+    OP_REGISTER = 1,
+    OP_UNREGISTER,
+    OP_RELEASE,
+    OP_ROOM_CREATE,
+    OP_ROOM_JOIN,
+    OP_ROOM_LEAVE,
+} op_kind_t;
+
+typedef struct session_s session_t;
+
+typedef struct {
+    sm_list_t tnode; /* in the registration-timeout list (OP_REGISTER) */
+    uint64_t deadline;
+    session_t *s; /* NULL once abandoned */
+    sm_sessions_t *ss;
+    op_kind_t kind;
+    uint8_t uuid[SM_PROTO_UUID_SIZE];
+    char *client_id;
+    char session_id[37];
+    uint64_t serial;
+    /* REGISTER: the record, kept for a second insert after removing a stale
+     * row this instance left behind (see on_register_put). */
+    char *caps_json, *meta_json;
+    int64_t connected_at_ms, registered_at_ms;
+    bool retried;
+    /* Room operations. */
+    char *room_id;
+    int step;
+} op_t;
+
+struct session_s {
+    sm_hnode_t node;
+    sm_sessions_t *ss;
+    sm_handle_t conn; /* SM_HANDLE_NONE once the connection is gone */
+    uint64_t serial;
+    uint8_t state;
+    bool in_table;
+    bool ended;
+    uint8_t in_process; /* > 0 while handling frames: do not free yet */
+    op_t *op;
+    char *client_id;
+    char session_id[37];
+    int64_t connected_at_ms;
+    sm_imsg_t *pend_head, *pend_tail;
+    uint32_t npend;
+    uint64_t *bad_at; /* ring of the last max_bad_frames+1 bad-frame times
+                         (allocated at the first bad frame only) */
+    uint32_t bad_next, bad_count;
+    uint8_t resume_token[16]; /* given in CONNECT_ACK */
+    bool detached;            /* abrupt end: waiting for a resume */
+    bool replaced;            /* registration taken over: no cleanup */
+    bool gone_emitted;        /* client.disconnected sent */
+    sm_list_t dnode;          /* in ss->detached */
+    uint64_t detach_deadline;
+};
+
+struct sm_sessions_s {
+    sm_worker_t *w;
+    sm_server_t *srv;
+    const sm_config_t *cfg;
+    sm_counters_t *ctr;
+    sm_hmap_t table;
+    uint64_t next_serial;
+    sm_list_t reg_timeouts;
+    uv_timer_t timer;
+    sm_list_t detached; /* ordered by deadline (one fixed window) */
+    uv_timer_t detach_timer;
+    uv_timer_t reap_timer; /* worker 0: idle rooms */
+    int closing;           /* handles still closing at free */
+};
+
+
+/* Send a frame to the session's connection (dropped when it is gone);
+ * counts it under `type`.  Takes the reference to b. */
+void sm__sess_send(session_t *s, sm_obuf_t *b, uint8_t type, uint16_t flags, uint32_t arg);
+/* ERROR `code` echoing uuid, with one optional detail. */
+void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg,
+                    const char *dkey, const char *dval);
+/* ERROR 400 for a malformed frame, counted for limits.max_bad_frames. */
+void sm__sess_bad_frame(session_t *s, const uint8_t *uuid, const char *msg, const char *field);
+/* Check order steps 4 and 5 (client_id is the session's, auth_token valid
+ * when given).  Sends the error and returns false on failure. */
+bool sm__sess_check_identity(session_t *s, const sm_frame_t *f, sm_payload_str_t cid,
+                             sm_payload_str_t token);
+op_t *sm__sess_op_new(session_t *s, op_kind_t kind, const uint8_t *uuid);
+void sm__sess_op_free(op_t *op);
+/* The session's operation is over: continue with its waiting frames (or its
+ * end). */
+void sm__sess_op_done(session_t *s);
+char *sm__sess_dup(sm_payload_str_t v);
+
+/* session_rooms.c */
+void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root);
+void sm__rooms_on_join(session_t *s, const sm_frame_t *f, const json_t *root);
+void sm__rooms_on_leave(session_t *s, const sm_frame_t *f, const json_t *root);
+/* Leave every room of the session's registration, with participant_left
+ * events and store updates that nobody waits for. */
+void sm__rooms_leave_all(session_t *s);
+/* Worker 0 only: close idle rooms (webrtc.session_timeout). */
+void sm__rooms_reap(sm_sessions_t *ss);
+
+/* router/signal.c */
+void sm__signal_on_frame(session_t *s, const sm_frame_t *f, const json_t *root);
+
+#endif

@@ -1,0 +1,472 @@
+/*
+ * ROOM_CREATE, ROOM_JOIN, ROOM_LEAVE and ROOM_EVENT (DECISIONS §6, p2p mode).
+ *
+ * Membership lives in the shared room table (rooms/room.h); the store keeps
+ * a copy for crash clean-up and inspection.  A create or join is reserved
+ * in the table, written to the store, then committed (or rolled back when
+ * the store fails: ERROR 503, nothing half-done).  A leave takes effect in
+ * the table at once (members are told right away) and the store is updated
+ * after; the ACK waits for that so that later frames see a settled state.
+ *
+ * Room events go straight to the members' connections (their I/O outboxes)
+ * from the worker handling the change, one encoded frame shared by all.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sm/uuid.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "events/events.h"
+#include "log/log.h"
+#include "proto/reply.h"
+#include "reactor/worker.h"
+#include "rooms/room.h"
+#include "session/session_internal.h"
+#include "store/store.h"
+
+/* ---- helpers ---- */
+
+/* One ROOM_EVENT frame to every connection in res->notify. */
+static void broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
+                      const char *room_id, const char *client_id, const char *reason)
+{
+    if (res->n_notify == 0)
+        return;
+    sm_reply_t r;
+    sm_reply_begin(&r, SM_MSG_ROOM_EVENT, NULL);
+    sm_reply_str(&r, "event", event);
+    sm_reply_str(&r, "room_id", room_id);
+    if (client_id)
+        sm_reply_str(&r, "client_id", client_id);
+    if (reason)
+        sm_reply_str(&r, "reason", reason);
+    sm_reply_int(&r, "timestamp", sm_clock_wall_ms());
+    sm_obuf_t *b = sm_reply_finish(&r, NULL);
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < res->n_notify; i++) {
+        sm_count(&ss->ctr->msgs_out[sm_metric_msg_index(SM_MSG_ROOM_EVENT)], 1);
+        sm_worker_send(ss->w, res->notify[i], sm_obuf_ref(b), 0, 0);
+    }
+    sm_obuf_unref(b);
+}
+
+/* Store updates nobody waits for (leave on disconnect, idle close): the
+ * outcome is only logged; start-up clean-up removes what a failure left. */
+typedef struct {
+    sm_worker_t *w;
+    const char *what;
+    char *id;
+} ff_t;
+
+static void ff_done(int status, const sm_store_result_t *res, void *arg)
+{
+    (void)res;
+    ff_t *ff = arg;
+    sm_worker_op_end(ff->w);
+    if (status != 0 && status != SM_ENOTFOUND)
+        SM_LOG(SM_LOG_WARN, SM_MSG("room store update failed"), SM_STR("op", ff->what),
+               SM_STR("room_id", ff->id), SM_STR("error", sm_strerror(status)));
+    free(ff->id);
+    free(ff);
+}
+
+static ff_t *ff_new(sm_sessions_t *ss, const char *what, const char *id)
+{
+    ff_t *ff = sm_xmalloc(sizeof *ff);
+    ff->w = ss->w;
+    ff->what = what;
+    ff->id = sm_xstrdup(id);
+    return ff;
+}
+
+static void ff_submit(sm_sessions_t *ss, int rc, ff_t *ff)
+{
+    if (rc == 0) {
+        sm_worker_op_begin(ss->w);
+    } else {
+        free(ff->id);
+        free(ff);
+    }
+}
+
+static void ff_delete_room(sm_sessions_t *ss, const char *room_id)
+{
+    ff_t *ff = ff_new(ss, "delete_room", room_id);
+    ff_submit(ss,
+              sm_store_delete_room(ss->srv->store, room_id, sm_worker_taskq(ss->w), ff_done, ff),
+              ff);
+}
+
+static void ff_remove_member(sm_sessions_t *ss, const char *room_id, const char *client_id)
+{
+    ff_t *ff = ff_new(ss, "remove_member", room_id);
+    ff_submit(ss,
+              sm_store_remove_member(ss->srv->store, room_id, client_id, sm_worker_taskq(ss->w),
+                                     ff_done, ff),
+              ff);
+}
+
+static sm_member_ref_t me(const session_t *s)
+{
+    return (sm_member_ref_t){.client_id = s->client_id, .serial = s->serial, .conn = s->conn};
+}
+
+static bool require_registered(session_t *s, const sm_frame_t *f)
+{
+    if (s->state == ST_REGISTERED)
+        return true;
+    sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
+    return false;
+}
+
+static void begin_op(session_t *s, op_t *op)
+{
+    s->op = op;
+    sm_worker_op_begin(s->ss->w);
+}
+
+/* ---- ROOM_CREATE ---- */
+
+static void on_create_member(int status, const sm_store_result_t *res, void *arg);
+
+static void on_create_put(int status, const sm_store_result_t *res, void *arg)
+{
+    (void)res;
+    op_t *op = arg;
+    session_t *s = op->s;
+    sm_sessions_t *ss = op->ss;
+    sm_worker_op_end(ss->w);
+    if (status == 0 &&
+        sm_store_add_member(ss->srv->store, op->room_id, s->client_id, "sender",
+                            sm_worker_taskq(ss->w), on_create_member, op) == 0) {
+        sm_worker_op_begin(ss->w);
+        return;
+    }
+    if (status == 0)
+        ff_delete_room(ss, op->room_id);
+    sm_rooms_create_done(ss->srv->rooms, op->room_id, false);
+    if (status == SM_ECONFLICT)
+        sm__sess_error(s, op->uuid, 409, "room already exists", "room_id", op->room_id);
+    else
+        sm__sess_error(s, op->uuid, 503, "room store unavailable, try again later", "room_id",
+                       op->room_id);
+    sm__sess_op_free(op);
+    sm__sess_op_done(s);
+}
+
+static void on_create_member(int status, const sm_store_result_t *res, void *arg)
+{
+    (void)res;
+    op_t *op = arg;
+    session_t *s = op->s;
+    sm_sessions_t *ss = op->ss;
+    sm_worker_op_end(ss->w);
+    if (status != 0) {
+        ff_delete_room(ss, op->room_id);
+        sm_rooms_create_done(ss->srv->rooms, op->room_id, false);
+        sm__sess_error(s, op->uuid, 503, "room store unavailable, try again later", "room_id",
+                       op->room_id);
+    } else {
+        sm_rooms_create_done(ss->srv->rooms, op->room_id, true);
+        char created[40];
+        sm_clock_rfc3339(sm_clock_wall_ms(), created, sizeof created);
+        sm_reply_t r;
+        sm_reply_begin(&r, SM_MSG_ROOM_CREATE_ACK, op->uuid);
+        sm_reply_str(&r, "version", SM_PROTO_VERSION);
+        sm_reply_int(&r, "status", 200);
+        sm_reply_str(&r, "message", "Room created successfully");
+        sm_reply_str(&r, "room_id", op->room_id);
+        sm_reply_str(&r, "session_id", s->session_id);
+        sm_reply_int(&r, "max_participants", op->step);
+        const char *const participants[] = {s->client_id, NULL};
+        sm_reply_str_array(&r, "participants", participants);
+        sm_reply_open(&r, "connection_info");
+        sm_reply_str(&r, "room_id", op->room_id);
+        sm_reply_str(&r, "role", "sender");
+        sm_reply_str(&r, "session_id", s->session_id);
+        sm_reply_str(&r, "status", "connected");
+        sm_reply_str(&r, "mode", "p2p");
+        sm_reply_open(&r, "metadata");
+        sm_reply_str(&r, "session_id", s->session_id);
+        sm_reply_str(&r, "created_at", created);
+        sm_reply_str(&r, "client_id", s->client_id);
+        sm_reply_close(&r);
+        sm_reply_close(&r);
+        sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_ROOM_CREATE_ACK, 0, 0);
+        sm_events_emit(ss->srv->events, "room.created", s->client_id, op->room_id,
+                       s->session_id);
+    }
+    sm__sess_op_free(op);
+    sm__sess_op_done(s);
+}
+
+void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
+{
+    sm_sessions_t *ss = s->ss;
+    sm_payload_room_create_t p;
+    sm_payload_err_t perr;
+    if (sm_payload_validate_room_create(root, &p, &perr) != 0) {
+        sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
+        return;
+    }
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
+        return;
+    char room_id[SM_PROTO_ID_MAX + 1];
+    if (p.room_id.ptr) {
+        memcpy(room_id, p.room_id.ptr, p.room_id.len);
+        room_id[p.room_id.len] = '\0';
+    } else {
+        /* No id given: a random one ("room-" + 16 hex digits). */
+        uint8_t rnd[16];
+        sm_uuid_v4(rnd);
+        snprintf(room_id, sizeof room_id, "room-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+                 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    }
+    int cap = (int)ss->cfg->webrtc_max_participants;
+    int maxp = p.max_participants > 0 && p.max_participants < cap ? (int)p.max_participants : cap;
+    char *offer = p.offer_sdp.ptr ? sm__sess_dup(p.offer_sdp) : NULL;
+    sm_member_ref_t m = me(s);
+    int rc = sm_rooms_create(ss->srv->rooms, room_id, &m, maxp, offer, (int64_t)sm_clock_mono_ms());
+    free(offer);
+    if (rc == SM_ECONFLICT) {
+        sm__sess_error(s, f->uuid, 409, "room already exists", "room_id", room_id);
+        return;
+    }
+    if (rc != 0) {
+        sm__sess_error(s, f->uuid, 503, "too many rooms on this server (limits.max_rooms)",
+                       "room_id", room_id);
+        return;
+    }
+    op_t *op = sm__sess_op_new(s, OP_ROOM_CREATE, f->uuid);
+    op->room_id = sm_xstrdup(room_id);
+    op->step = maxp;
+    char *meta = p.metadata ? json_dumps(p.metadata, JSON_COMPACT) : NULL;
+    sm_room_rec_t rec = {
+        .room_id = room_id,
+        .creator_id = s->client_id,
+        .instance_id = (char *)ss->srv->instance_id,
+        .metadata_json = meta,
+        .created_at_ms = sm_clock_wall_ms(),
+        .max_participants = maxp,
+    };
+    rc = sm_store_put_room(ss->srv->store, &rec, sm_worker_taskq(ss->w), on_create_put, op);
+    free(meta);
+    if (rc != 0) {
+        sm_rooms_create_done(ss->srv->rooms, room_id, false);
+        sm__sess_op_free(op);
+        sm__sess_error(s, f->uuid, 503, "room store unavailable, try again later", "room_id",
+                       room_id);
+        return;
+    }
+    begin_op(s, op);
+}
+
+/* ---- ROOM_JOIN ---- */
+
+static void on_join_member(int status, const sm_store_result_t *res, void *arg)
+{
+    (void)res;
+    op_t *op = arg;
+    session_t *s = op->s;
+    sm_sessions_t *ss = op->ss;
+    sm_worker_op_end(ss->w);
+    sm_room_result_t rr;
+    bool committed = sm_rooms_join_done(ss->srv->rooms, op->room_id, s->client_id, op->serial,
+                                        status == 0, &rr);
+    if (status == 0 && !committed) {
+        /* The room closed while the store wrote the membership. */
+        ff_remove_member(ss, op->room_id, s->client_id);
+        status = SM_ENOTFOUND;
+    }
+    if (status == SM_ENOTFOUND) {
+        sm__sess_error(s, op->uuid, 404, "room not found", "room_id", op->room_id);
+    } else if (status != 0) {
+        sm__sess_error(s, op->uuid, 503, "room store unavailable, try again later", "room_id",
+                       op->room_id);
+    } else {
+        sm_reply_t r;
+        sm_reply_begin(&r, SM_MSG_ROOM_JOIN_ACK, op->uuid);
+        sm_reply_str(&r, "version", SM_PROTO_VERSION);
+        sm_reply_int(&r, "status", 200);
+        sm_reply_str(&r, "message", "Joined room");
+        sm_reply_str(&r, "room_id", op->room_id);
+        sm_reply_str(&r, "session_id", s->session_id);
+        char **list = sm_xcalloc(rr.n_participants + 1, sizeof *list);
+        memcpy(list, rr.participants, rr.n_participants * sizeof *list);
+        sm_reply_str_array(&r, "participants", (const char *const *)list);
+        free(list);
+        if (rr.offer_sdp)
+            sm_reply_str(&r, "offer_sdp", rr.offer_sdp);
+        int err = 0;
+        sm_obuf_t *b = sm_reply_finish(&r, &err);
+        if (b)
+            sm__sess_send(s, b, SM_MSG_ROOM_JOIN_ACK, 0, 0);
+        else
+            sm__sess_error(s, op->uuid, 413, "reply too large", "room_id", op->room_id);
+        broadcast(ss, &rr, "participant_joined", op->room_id, s->client_id, NULL);
+        sm_rooms_touch(ss->srv->rooms, op->room_id, strlen(op->room_id),
+                       (int64_t)sm_clock_mono_ms());
+        sm_events_emit(ss->srv->events, "room.joined", s->client_id, op->room_id, s->session_id);
+    }
+    sm_room_result_free(&rr);
+    sm__sess_op_free(op);
+    sm__sess_op_done(s);
+}
+
+void sm__rooms_on_join(session_t *s, const sm_frame_t *f, const json_t *root)
+{
+    sm_sessions_t *ss = s->ss;
+    sm_payload_room_join_t p;
+    sm_payload_err_t perr;
+    if (sm_payload_validate_room_join(root, &p, &perr) != 0) {
+        sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
+        return;
+    }
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
+        return;
+    char *room_id = sm__sess_dup(p.room_id);
+    sm_member_ref_t m = me(s);
+    int rc = sm_rooms_join(ss->srv->rooms, room_id, &m);
+    if (rc != 0) {
+        if (rc == SM_ENOTFOUND)
+            sm__sess_error(s, f->uuid, 404, "room not found", "room_id", room_id);
+        else if (rc == SM_EFULL)
+            sm__sess_error(s, f->uuid, 409, "room full", "room_id", room_id);
+        else
+            sm__sess_error(s, f->uuid, 409, "already a member of this room", "room_id", room_id);
+        free(room_id);
+        return;
+    }
+    op_t *op = sm__sess_op_new(s, OP_ROOM_JOIN, f->uuid);
+    op->room_id = room_id;
+    if (sm_store_add_member(ss->srv->store, room_id, s->client_id, "receiver",
+                            sm_worker_taskq(ss->w), on_join_member, op) != 0) {
+        sm_room_result_t rr;
+        sm_rooms_join_done(ss->srv->rooms, room_id, s->client_id, s->serial, false, &rr);
+        sm_room_result_free(&rr);
+        sm__sess_error(s, f->uuid, 503, "room store unavailable, try again later", "room_id",
+                       room_id);
+        sm__sess_op_free(op);
+        return;
+    }
+    begin_op(s, op);
+}
+
+/* ---- ROOM_LEAVE and leaving on the way out ---- */
+
+/* Remove (client, serial) from room_id in the table and tell the others.
+ * Returns 0 with *closed set, or SM_ENOTFOUND. */
+static int leave_room(sm_sessions_t *ss, const char *room_id, const char *client_id,
+                      uint64_t serial, const char *session_id, bool *closed)
+{
+    sm_room_result_t rr;
+    int rc = sm_rooms_leave(ss->srv->rooms, room_id, client_id, serial, &rr);
+    if (rc != 0)
+        return rc;
+    *closed = rr.closed;
+    broadcast(ss, &rr, "participant_left", room_id, client_id, NULL);
+    sm_events_emit(ss->srv->events, "room.left", client_id, room_id, session_id);
+    if (rr.closed)
+        sm_events_emit(ss->srv->events, "room.closed", NULL, room_id, NULL);
+    sm_room_result_free(&rr);
+    return 0;
+}
+
+static void send_leave_ack(session_t *s, const uint8_t *uuid, const char *room_id)
+{
+    sm_reply_t r;
+    sm_reply_begin(&r, SM_MSG_ROOM_LEAVE_ACK, uuid);
+    sm_reply_str(&r, "version", SM_PROTO_VERSION);
+    sm_reply_int(&r, "status", 200);
+    sm_reply_str(&r, "message", "Left room");
+    sm_reply_str(&r, "room_id", room_id);
+    sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_ROOM_LEAVE_ACK, 0, 0);
+}
+
+/* The membership is gone in the table whatever the store says; a failed
+ * store update is logged (start-up clean-up removes the stale row). */
+static void on_leave_done(int status, const sm_store_result_t *res, void *arg)
+{
+    (void)res;
+    op_t *op = arg;
+    session_t *s = op->s;
+    sm_worker_op_end(op->ss->w);
+    if (status != 0 && status != SM_ENOTFOUND)
+        SM_LOG(SM_LOG_WARN, SM_MSG("room store update failed"), SM_STR("op", "leave"),
+               SM_STR("room_id", op->room_id), SM_STR("error", sm_strerror(status)));
+    send_leave_ack(s, op->uuid, op->room_id);
+    sm__sess_op_free(op);
+    sm__sess_op_done(s);
+}
+
+void sm__rooms_on_leave(session_t *s, const sm_frame_t *f, const json_t *root)
+{
+    sm_sessions_t *ss = s->ss;
+    sm_payload_room_leave_t p;
+    sm_payload_err_t perr;
+    if (sm_payload_validate_room_leave(root, &p, &perr) != 0) {
+        sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
+        return;
+    }
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
+        return;
+    char *room_id = sm__sess_dup(p.room_id);
+    bool closed = false;
+    if (leave_room(ss, room_id, s->client_id, s->serial, s->session_id, &closed) != 0) {
+        sm__sess_error(s, f->uuid, 404, "not a member of this room", "room_id", room_id);
+        free(room_id);
+        return;
+    }
+    op_t *op = sm__sess_op_new(s, OP_ROOM_LEAVE, f->uuid);
+    op->room_id = room_id;
+    int rc = closed ? sm_store_delete_room(ss->srv->store, room_id, sm_worker_taskq(ss->w),
+                                           on_leave_done, op)
+                    : sm_store_remove_member(ss->srv->store, room_id, s->client_id,
+                                             sm_worker_taskq(ss->w), on_leave_done, op);
+    if (rc != 0) {
+        send_leave_ack(s, f->uuid, room_id);
+        sm__sess_op_free(op);
+        return;
+    }
+    begin_op(s, op);
+}
+
+void sm__rooms_leave_all(session_t *s)
+{
+    sm_sessions_t *ss = s->ss;
+    char **ids = NULL;
+    size_t n = sm_rooms_of(ss->srv->rooms, s->client_id, s->serial, &ids);
+    for (size_t i = 0; i < n; i++) {
+        bool closed = false;
+        if (leave_room(ss, ids[i], s->client_id, s->serial, s->session_id, &closed) == 0) {
+            if (closed)
+                ff_delete_room(ss, ids[i]);
+            else
+                ff_remove_member(ss, ids[i], s->client_id);
+        }
+        free(ids[i]);
+    }
+    free(ids);
+}
+
+/* ---- idle rooms ---- */
+
+void sm__rooms_reap(sm_sessions_t *ss)
+{
+    sm_room_result_t *res = NULL;
+    size_t n = sm_rooms_reap_idle(ss->srv->rooms, (int64_t)sm_clock_mono_ms(),
+                                  (int64_t)ss->cfg->webrtc_session_timeout, &res);
+    for (size_t i = 0; i < n; i++) {
+        SM_LOG(SM_LOG_INFO, SM_MSG("idle room closed"), SM_STR("room_id", res[i].room_id),
+               SM_UINT("members", res[i].n_participants));
+        broadcast(ss, &res[i], "room_closed", res[i].room_id, NULL, "idle");
+        sm_events_emit(ss->srv->events, "room.closed", NULL, res[i].room_id, NULL);
+        ff_delete_room(ss, res[i].room_id);
+    }
+    sm_rooms_free_closed(res, n);
+}
