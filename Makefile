@@ -142,4 +142,7 @@ lint:
 clean:
 	rm -rf build
 
+# Component makefiles (fuzzing, benchmarks, ...) add their own targets.
+include $(sort $(wildcard mk/*.mk))
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -10,7 +10,9 @@ mode=${1:-build}
 pkgs="build-essential pkg-config libuv1-dev libwslay-dev node-llhttp libjansson-dev
 libcurl4-openssl-dev libmbedtls-dev libinih-dev libcmocka-dev libsqlite3-dev nodejs npm"
 if [ "$mode" = test ]; then
-    pkgs="$pkgs clang libclang-rt-14-dev valgrind"
+    # sqlite3: the integration tests lock the database with the CLI;
+    # chromium: the end-to-end browser test (driven by playwright-core).
+    pkgs="$pkgs sqlite3 chromium valgrind"
 fi
 
 missing=""

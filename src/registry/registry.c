@@ -133,6 +133,23 @@ int sm_registry_commit(sm_registry_t *r, const char *client_id, uint64_t serial)
     return rc;
 }
 
+int sm_registry_set_releasing(sm_registry_t *r, const char *client_id, uint64_t serial,
+                              bool releasing)
+{
+    size_t len = strlen(client_id);
+    uint64_t hash = sm_hash_bytes(client_id, len);
+    shard_t *s = shard_for(r, hash);
+    int rc = SM_ENOTFOUND;
+    pthread_mutex_lock(&s->lock);
+    entry_t *e = find(s, hash, client_id, len);
+    if (e && e->h.serial == serial) {
+        e->h.releasing = releasing;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 int sm_registry_set_conn(sm_registry_t *r, const char *client_id, uint64_t serial,
                          sm_handle_t conn)
 {

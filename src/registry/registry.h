@@ -31,6 +31,7 @@ typedef struct {
     sm_handle_t conn; /* its connection, SM_HANDLE_NONE while detached */
     uint16_t worker;  /* worker that owns the holder session */
     bool registered;  /* false while PENDING */
+    bool releasing;   /* an UNREGISTER is in flight: not resumable */
     uint8_t resume_token[SM_RESUME_TOKEN_LEN]; /* the holder's current token */
     char session_id[37];                       /* the registration's session id */
 } sm_reg_holder_t;
@@ -47,6 +48,9 @@ int sm_registry_claim(sm_registry_t *r, const char *client_id, const sm_reg_hold
                       sm_reg_holder_t *existing);
 /* PENDING -> REGISTERED.  0, or SM_ENOTFOUND when serial does not hold it. */
 int sm_registry_commit(sm_registry_t *r, const char *client_id, uint64_t serial);
+/* Mark the entry as being released (or not any more).  0 or SM_ENOTFOUND. */
+int sm_registry_set_releasing(sm_registry_t *r, const char *client_id, uint64_t serial,
+                              bool releasing);
 /* Point the entry at another connection (resume/detach).  0 or SM_ENOTFOUND. */
 int sm_registry_set_conn(sm_registry_t *r, const char *client_id, uint64_t serial,
                          sm_handle_t conn);

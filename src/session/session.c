@@ -357,6 +357,7 @@ static void on_unregister_done(int status, const sm_store_result_t *res, void *a
         sm_events_emit(ss->srv->events, "client.unregistered", s->client_id, NULL,
                        s->session_id);
     } else {
+        sm_registry_set_releasing(ss->srv->registry, s->client_id, s->serial, false);
         sm__sess_error(s, op->uuid, 503, "registration store unavailable, try again later",
                    "client_id", s->client_id);
     }
@@ -373,7 +374,6 @@ static void on_release_done(int status, const sm_store_result_t *res, void *arg)
     if (status != 0 && status != SM_ENOTFOUND)
         SM_LOG(SM_LOG_ERROR, SM_MSG("could not delete a registration"),
                SM_STR("client_id", op->client_id), SM_STR("error", sm_strerror(status)));
-    sm_registry_release(ss->srv->registry, op->client_id, op->serial);
     session_t *s = op->s;
     sm__sess_op_free(op);
     if (s) {
@@ -570,7 +570,7 @@ static bool try_resume(session_t *s, sm_payload_str_t token)
     sm_reg_holder_t h;
     if (!unhex(token.ptr, token.len, want, sizeof want) ||
         sm_registry_lookup(ss->srv->registry, s->client_id, strlen(s->client_id), &h) != 0 ||
-        !h.registered || !ct_equal(h.resume_token, want, sizeof want))
+        !h.registered || h.releasing || !ct_equal(h.resume_token, want, sizeof want))
         return false;
     sm_reg_holder_t nh = h;
     nh.serial = s->serial;
@@ -735,9 +735,12 @@ static void on_unregister(session_t *s, const sm_frame_t *f, const json_t *root)
         return;
     }
     sm__rooms_leave_all(s);
+    /* From now on the registration is on its way out: no resume into it. */
+    sm_registry_set_releasing(ss->srv->registry, s->client_id, s->serial, true);
     op_t *op = sm__sess_op_new(s, OP_UNREGISTER, f->uuid);
     if (sm_store_delete_registration(ss->srv->store, s->client_id, s->session_id,
                                      sm_worker_taskq(ss->w), on_unregister_done, op) != 0) {
+        sm_registry_set_releasing(ss->srv->registry, s->client_id, s->serial, false);
         sm__sess_op_free(op);
         sm__sess_error(s, f->uuid, 503, "registration store unavailable, try again later",
                    "client_id", s->client_id);
@@ -927,17 +930,22 @@ static void session_end(session_t *s)
     if (s->replaced)
         s->state = ST_AWAITING; /* its registration lives on elsewhere */
     if (s->state == ST_REGISTERED) {
-        sm__rooms_leave_all(s);
-        op_t *op = sm__sess_op_new(s, OP_RELEASE, NULL);
-        if (sm_store_delete_registration(ss->srv->store, s->client_id, s->session_id,
-                                         sm_worker_taskq(ss->w), on_release_done, op) == 0) {
-            sm_worker_op_begin(ss->w);
-            s->op = op;
-            return;
-        }
-        sm__sess_op_free(op);
-        sm_registry_release(ss->srv->registry, s->client_id, s->serial);
+        /* A clean end releases at once (DECISIONS §3): the registry entry
+         * goes now, so a new REGISTER succeeds and no resume can take the
+         * row the delete below removes.  Releasing fails when a resume took
+         * the registration over in the meantime: then nothing is ours. */
         s->state = ST_AWAITING;
+        if (sm_registry_release(ss->srv->registry, s->client_id, s->serial) == 0) {
+            sm__rooms_leave_all(s);
+            op_t *op = sm__sess_op_new(s, OP_RELEASE, NULL);
+            if (sm_store_delete_registration(ss->srv->store, s->client_id, s->session_id,
+                                             sm_worker_taskq(ss->w), on_release_done, op) == 0) {
+                sm_worker_op_begin(ss->w);
+                s->op = op;
+                return;
+            }
+            sm__sess_op_free(op);
+        }
     }
     if (s->in_process == 0)
         session_free(s);

@@ -16,8 +16,14 @@
  * the real clock; the registration timeout is tested with a 20 ms timeout
  * and the loop running until the timer fires, bounded by a watchdog timer.)
  *
+ * Resume (DECISIONS §3) posts work to the worker owning the old session;
+ * sm_worker_post, sm_worker_self and sm_worker_session_table are wrapped so
+ * that this work runs on the test's taskq against the test's session table
+ * (every session lives on the one fake worker, index WORKER_INDEX).
+ *
  * WRAP: sm_worker_send sm_worker_loop sm_worker_taskq sm_worker_server
  * WRAP: sm_worker_counters sm_worker_index sm_worker_op_begin sm_worker_op_end uv_now
+ * WRAP: sm_worker_post sm_worker_self sm_worker_session_table
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,13 +55,15 @@
 #include "reactor/server.h"
 #include "reactor/worker.h"
 #include "registry/registry.h"
+#include "rooms/room.h"
 #include "session/session.h"
+#include "session/session_internal.h"
 #include "store/store.h"
 
-/* session.c's MAX_PENDING_FRAMES (not exported): frames that may wait behind
- * one store operation; the next one closes the connection. */
-#define MAX_PENDING 1024
-#define BAD_WINDOW_MS 60000u
+/* From session/session_internal.h: frames that may wait behind one store
+ * operation (the next one closes the connection), and the bad-frame window. */
+#define MAX_PENDING MAX_PENDING_FRAMES
+#define BAD_WINDOW_MS ((uint64_t)BAD_FRAME_WINDOW_MS)
 #define WORKER_INDEX 3u
 #define WATCHDOG_MS 10000 /* only reached when a test is about to fail */
 #define SHORT_REG_TIMEOUT_MS 20
@@ -198,7 +206,8 @@ typedef struct {
     sm_config_t *cfg;
     sm_server_t srv;
     sm_counters_t ctr;
-    int worker_tag; /* &worker_tag is the opaque worker pointer */
+    int worker_tag;                         /* &worker_tag is the opaque worker pointer */
+    sm_worker_t *workers[WORKER_INDEX + 1]; /* srv.workers: all the fake worker */
     sm_sessions_t *ss;
     fake_t *fake; /* NULL with the plain memory store */
     sent_t *sent;
@@ -228,6 +237,9 @@ void __wrap_sm_worker_op_begin(sm_worker_t *w);
 void __wrap_sm_worker_op_end(sm_worker_t *w);
 uint64_t __real_uv_now(const uv_loop_t *loop);
 uint64_t __wrap_uv_now(const uv_loop_t *loop);
+int __wrap_sm_worker_post(sm_worker_t *w, sm_task_t *task);
+sm_worker_t *__wrap_sm_worker_self(void);
+struct sm_sessions_s *__wrap_sm_worker_session_table(sm_worker_t *w);
 
 static void check_worker(sm_worker_t *w)
 {
@@ -337,6 +349,23 @@ uint64_t __wrap_uv_now(const uv_loop_t *loop)
     return __real_uv_now(loop) + (g_fx ? g_fx->now_offset : 0);
 }
 
+int __wrap_sm_worker_post(sm_worker_t *w, sm_task_t *task)
+{
+    check_worker(w);
+    return sm_taskq_post(&g_fx->q, task);
+}
+
+sm_worker_t *__wrap_sm_worker_self(void)
+{
+    return g_fx ? worker_of(g_fx) : NULL;
+}
+
+struct sm_sessions_s *__wrap_sm_worker_session_table(sm_worker_t *w)
+{
+    check_worker(w);
+    return g_fx->ss;
+}
+
 /* ---- Setup / teardown ---- */
 
 static void on_watchdog(uv_timer_t *t)
@@ -367,6 +396,11 @@ static fx_t *fx_new(bool fake)
     fx->srv.registry = sm_registry_new(4);
     assert_int_equal(sm_auth_new(fx->cfg, &fx->srv.auth, err, sizeof err), 0);
     fx->srv.events = NULL;
+    fx->srv.rooms = sm_rooms_new((unsigned)fx->cfg->limits_max_rooms);
+    for (unsigned i = 0; i <= WORKER_INDEX; i++)
+        fx->workers[i] = worker_of(fx);
+    fx->srv.workers = fx->workers;
+    fx->srv.n_workers = WORKER_INDEX + 1;
     if (fake) {
         fake_t *f = sm_xcalloc(1, sizeof *f);
         sm_list_init(&f->held);
@@ -425,6 +459,7 @@ static int teardown(void **state)
     uv_run(&fx->loop, UV_RUN_DEFAULT);
     int loop_rc = uv_loop_close(&fx->loop);
     sm_registry_free(fx->srv.registry);
+    sm_rooms_free(fx->srv.rooms);
     sm_auth_free(fx->srv.auth);
     sm_config_free(fx->cfg);
     for (size_t i = 0; i < fx->nsent; i++)
@@ -509,8 +544,8 @@ __attribute__((format(printf, 5, 6))) static void feedj(fx_t *fx, sm_handle_t h,
 static void feed_connect(fx_t *fx, sm_handle_t h, const uint8_t *uuid, const char *cid,
                          const char *tok)
 {
-    feedj(fx, h, SM_MSG_CONNECT, uuid, "{\"client_id\":\"%s\",\"auth_token\":\"%s\",\"version\":\"1.0.0\"}",
-          cid, tok);
+    feedj(fx, h, SM_MSG_CONNECT, uuid,
+          "{\"client_id\":\"%s\",\"auth_token\":\"%s\",\"version\":\"1.0.0\"}", cid, tok);
 }
 
 static void feed_register(fx_t *fx, sm_handle_t h, const uint8_t *uuid, const char *cid,
@@ -537,9 +572,9 @@ static void feed_bad(fx_t *fx, sm_handle_t h, const uint8_t *uuid)
 {
     uint8_t buf[SM_PROTO_HEADER_SIZE + 2];
     size_t n = 0;
-    assert_int_equal(sm_frame_encode(buf, sizeof buf, SM_MSG_PING, uuid, SM_PAYLOAD_JSON, "{}", 2,
-                                     &n),
-                     SM_PROTO_OK);
+    assert_int_equal(
+        sm_frame_encode(buf, sizeof buf, SM_MSG_PING, uuid, SM_PAYLOAD_JSON, "{}", 2, &n),
+        SM_PROTO_OK);
     feed_raw(fx, h, buf, n - 1);
 }
 
@@ -772,14 +807,19 @@ static void test_connect_ok(void **state)
     assert_int_equal(sm_uuid_parse(sid, raw), 0);
     char lower[37];
     sm_uuid_format(raw, lower);
-    assert_string_equal(sid, lower); /* lowercase 8-4-4-4-12 */
-    assert_int_equal(raw[6] >> 4, 4);  /* v4 */
+    assert_string_equal(sid, lower);  /* lowercase 8-4-4-4-12 */
+    assert_int_equal(raw[6] >> 4, 4); /* v4 */
     json_t *caps = json_object_get(s->json, "capabilities");
     assert_true(json_is_array(caps));
     assert_int_equal(json_array_size(caps), 3);
     assert_string_equal(json_string_value(json_array_get(caps, 0)), "websocket");
     assert_string_equal(json_string_value(json_array_get(caps, 1)), "heartbeat");
     assert_string_equal(json_string_value(json_array_get(caps, 2)), "webrtc");
+    /* Resume (DECISIONS §3): an opaque token, and this is a fresh session. */
+    const char *tok = jstr(s, "resume_token");
+    assert_int_equal(strlen(tok), 32);
+    assert_int_equal(strspn(tok, "0123456789abcdef"), 32);
+    assert_true(json_is_false(json_object_get(s->json, "resumed")));
     assert_int_equal(sm_sessions_count(fx->ss), 1);
     assert_int_equal(sm_count_read(&fx->ctr.msgs_in[SM_MSG_IDX_CONNECT]), 1);
     assert_int_equal(sm_count_read(&fx->ctr.msgs_out[SM_MSG_IDX_CONNECT_ACK]), 1);
@@ -806,10 +846,10 @@ static void test_connect_bad_credentials_401(void **state)
     static const struct {
         const char *cid, *tok;
     } bad[] = {
-        {CID1, "wrong"},        /* bad token */
-        {CID1, TOK2},           /* another client's token */
+        {CID1, "wrong"},         /* bad token */
+        {CID1, TOK2},            /* another client's token */
         {"test_client_3", TOK1}, /* unknown client */
-        {CID1, ""},             /* empty token */
+        {CID1, ""},              /* empty token */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
@@ -860,7 +900,7 @@ static void test_connect_missing_field_400(void **state)
 static void test_connect_version(void **state)
 {
     fx_t *fx = *state;
-    static const char *const bad[] = {"1.0.1", "1.1.0",  "2.0.0", "10.0.0",
+    static const char *const bad[] = {"1.0.1", "1.1.0",     "2.0.0",  "10.0.0",
                                       "1.0",   "1.0.0-rc1", "v1.0.0", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
@@ -923,8 +963,7 @@ static void test_before_connect_401(void **state)
             uint8_t u[SM_PROTO_UUID_SIZE];
             mkuuid(fx, u);
             size_t before = fx->nsent;
-            feed(fx, H1, cases[i].type, u, cases[i].pt, cases[i].payload,
-                 strlen(cases[i].payload));
+            feed(fx, H1, cases[i].type, u, cases[i].pt, cases[i].payload, strlen(cases[i].payload));
             const char *msg = expect_only_error(fx, before, H1, 401, u);
             assert_non_null(strstr(msg, "not authenticated"));
         }
@@ -1209,8 +1248,8 @@ static void test_register_identity_checks(void **state)
     expect_400_field(fx, before, H1, u, "version");
     mkuuid(fx, u);
     before = fx->nsent;
-    feedj(fx, H1, SM_MSG_REGISTER, u, "{\"version\":\"2.0.0\",\"client_id\":\"%s\",\"auth_token\":\"x\"}",
-          CID2);
+    feedj(fx, H1, SM_MSG_REGISTER, u,
+          "{\"version\":\"2.0.0\",\"client_id\":\"%s\",\"auth_token\":\"x\"}", CID2);
     assert_int_equal(fx->nsent, before + 1);
     expect_400_field(fx, before, H1, u, "version");
     mkuuid(fx, u);
@@ -1388,8 +1427,7 @@ static void test_rooms_signal_invalid_payload_400_before_401(void **state)
         uint8_t u[SM_PROTO_UUID_SIZE];
         mkuuid(fx, u);
         size_t before = fx->nsent;
-        feed(fx, H1, cases[i].type, u, SM_PAYLOAD_JSON, cases[i].payload,
-             strlen(cases[i].payload));
+        feed(fx, H1, cases[i].type, u, SM_PAYLOAD_JSON, cases[i].payload, strlen(cases[i].payload));
         assert_int_equal(fx->nsent, before + 1);
         expect_400_field(fx, before, H1, u, cases[i].field);
     }
@@ -1737,8 +1775,8 @@ static bool pred_put_done(fx_t *fx, const void *arg)
 /* Insert a row directly (as another session or instance would have). */
 static void store_put(fx_t *fx, const char *cid, const char *sid, const char *instance)
 {
-    sm_registration_t reg = {.client_id = (char *)cid, .session_id = (char *)sid,
-                             .instance_id = (char *)instance};
+    sm_registration_t reg = {
+        .client_id = (char *)cid, .session_id = (char *)sid, .instance_id = (char *)instance};
     int status = -1;
     put_done = false;
     assert_int_equal(sm_store_put_registration(fx->srv.store, &reg, &fx->q, on_put, &status), 0);
@@ -2096,6 +2134,368 @@ static void test_register_timeout_two_sessions(void **state)
 }
 
 /* ======================================================================== */
+/* Resume after a dropped connection (DECISIONS §3)                          */
+
+#define SHORT_RESUME_WINDOW_MS 20
+
+/* CONNECT as cid presenting a resume token; returns the CONNECT_ACK's index. */
+static size_t connect_with_token(fx_t *fx, sm_handle_t h, const char *cid, const char *tok,
+                                 const char *resume_token)
+{
+    uint8_t u[SM_PROTO_UUID_SIZE];
+    mkuuid(fx, u);
+    size_t before = fx->nsent;
+    feedj(fx, h, SM_MSG_CONNECT, u,
+          "{\"client_id\":\"%s\",\"auth_token\":\"%s\",\"version\":\"1.0.0\","
+          "\"resume_token\":\"%s\"}",
+          cid, tok, resume_token);
+    assert_int_equal(fx->nsent, before + 1);
+    expect_msg(fx, before, h, SM_MSG_CONNECT_ACK, u);
+    assert_int_equal(sent_at(fx, before)->flags, SM_OUTF_CONNECTED);
+    assert_int_equal(jint(sent_at(fx, before), "status"), 200);
+    return before;
+}
+
+static bool ack_resumed(fx_t *fx, size_t i)
+{
+    json_t *v = json_object_get(sent_at(fx, i)->json, "resumed");
+    assert_true(json_is_boolean(v));
+    return json_is_true(v);
+}
+
+/* The resume token of the last CONNECT_ACK sent to h. */
+static const char *token_of(fx_t *fx, sm_handle_t h)
+{
+    for (size_t i = fx->nsent; i-- > 0;)
+        if (fx->sent[i].conn == h && fx->sent[i].type == SM_MSG_CONNECT_ACK)
+            return jstr(&fx->sent[i], "resume_token");
+    fail_msg("no CONNECT_ACK sent to that connection");
+    return NULL;
+}
+
+/* Registry and store agree: a registered client_id has its row. */
+static void expect_consistent(fx_t *fx, const char *cid)
+{
+    sm_reg_holder_t h;
+    int st = reg_state(fx, cid, &h);
+    row_t r;
+    int rc = store_row(fx, cid, &r);
+    if (st == 1 && rc != 0)
+        fail_msg("%s is registered in the registry (session %s) but its store row is gone", cid,
+                 h.session_id);
+    if (st == 1)
+        assert_string_equal(r.session_id, h.session_id);
+}
+
+/* An abrupt end (EOF, heartbeat timeout) of a registered session detaches
+ * it: registration and row kept, nothing sent; when server.resume_window
+ * ends, the registration is released. */
+static void test_abrupt_close_detaches_then_window_ends(void **state)
+{
+    fx_t *fx = *state;
+    fx->cfg->server_resume_window = SHORT_RESUME_WINDOW_MS;
+    do_connect(fx, H1, CID1, TOK1);
+    do_register(fx, H1, CID1, TOK1);
+    do_connect(fx, H2, CID2, TOK2);
+    do_register(fx, H2, CID2, TOK2);
+    size_t before = fx->nsent;
+    sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_ABRUPT);
+    sm_sessions_on_closed(fx->ss, H2, SM_CLOSE_HEARTBEAT);
+    drain(fx);
+    assert_int_equal(fx->nsent, before);
+    sm_reg_holder_t h;
+    assert_int_equal(reg_state(fx, CID1, &h), 1);
+    assert_true(h.conn == SM_HANDLE_NONE);
+    assert_int_equal(reg_state(fx, CID2, &h), 1);
+    assert_true(h.conn == SM_HANDLE_NONE);
+    assert_true(store_has(fx, CID1));
+    assert_true(store_has(fx, CID2));
+    assert_int_equal(sm_sessions_count(fx->ss), 2); /* detached ones count */
+    assert_int_equal(fx->ops, 0);
+    assert_true(wait_until(fx, pred_reg_free, CID1));
+    assert_true(wait_until(fx, pred_reg_free, CID2));
+    drain(fx);
+    assert_false(store_has(fx, CID1));
+    assert_false(store_has(fx, CID2));
+    assert_int_equal(sm_sessions_count(fx->ss), 0);
+    assert_int_equal(fx->nsent, before);
+    assert_int_equal(fx->ops, 0);
+}
+
+static void test_abrupt_close_without_resume_window_releases(void **state)
+{
+    fx_t *fx = *state;
+    fx->cfg->server_resume_window = 0;
+    do_connect(fx, H1, CID1, TOK1);
+    do_register(fx, H1, CID1, TOK1);
+    sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_ABRUPT);
+    drain(fx);
+    assert_int_equal(reg_state(fx, CID1, NULL), -1);
+    assert_false(store_has(fx, CID1));
+    assert_int_equal(sm_sessions_count(fx->ss), 0);
+    assert_int_equal(fx->ops, 0);
+}
+
+/* Only registered sessions are kept; others end at once. */
+static void test_abrupt_close_unregistered_ends(void **state)
+{
+    fx_t *fx = *state;
+    do_connect(fx, H1, CID1, TOK1);
+    uint8_t u[SM_PROTO_UUID_SIZE];
+    mkuuid(fx, u);
+    feed_ping(fx, H2, u);
+    sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_ABRUPT);
+    sm_sessions_on_closed(fx->ss, H2, SM_CLOSE_HEARTBEAT);
+    drain(fx);
+    assert_int_equal(sm_sessions_count(fx->ss), 0);
+    assert_int_equal(fx->ops, 0);
+}
+
+/* CONNECT with the token while the old session is detached: the new
+ * connection takes registration and session_id over, "resumed": true. */
+static void test_resume_detached_session(void **state)
+{
+    fx_t *fx = *state;
+    const char *sid = do_connect(fx, H1, CID1, TOK1);
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", token_of(fx, H1));
+    do_register(fx, H1, CID1, TOK1);
+    sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_ABRUPT);
+    drain(fx);
+    size_t i = connect_with_token(fx, H2, CID1, TOK1, tok);
+    assert_true(ack_resumed(fx, i));
+    assert_string_equal(jstr(sent_at(fx, i), "session_id"), sid);
+    assert_string_not_equal(jstr(sent_at(fx, i), "resume_token"), tok);
+    size_t before = fx->nsent;
+    drain(fx);
+    assert_int_equal(fx->nsent, before); /* the old connection is gone: no notice */
+    assert_int_equal(sm_sessions_count(fx->ss), 1);
+    sm_reg_holder_t h;
+    assert_int_equal(reg_state(fx, CID1, &h), 1);
+    assert_true(h.conn == H2);
+    row_t r;
+    assert_int_equal(store_row(fx, CID1, &r), 0);
+    assert_string_equal(r.session_id, sid);
+    assert_int_equal(fx->ops, 0);
+    /* The new connection is REGISTERED. */
+    uint8_t u[SM_PROTO_UUID_SIZE];
+    mkuuid(fx, u);
+    before = fx->nsent;
+    feed_register(fx, H2, u, CID1, TOK1);
+    expect_only_error(fx, before, H2, 409, u);
+    mkuuid(fx, u);
+    before = fx->nsent;
+    feed_unregister(fx, H2, u, CID1, TOK1);
+    drain(fx);
+    assert_int_equal(fx->nsent, before + 1);
+    expect_msg(fx, before, H2, SM_MSG_UNREGISTER_ACK, u);
+    assert_int_equal(reg_state(fx, CID1, NULL), -1);
+    assert_false(store_has(fx, CID1));
+    /* The old token is spent. */
+    i = connect_with_token(fx, H3, CID1, TOK1, tok);
+    assert_false(ack_resumed(fx, i));
+    assert_int_equal(fx->ops, 0);
+}
+
+/* CONNECT with the token while the old connection still looks alive: the
+ * old one gets DISCONNECT {"reason":"replaced"} and close 4409. */
+static void test_resume_live_session_replaces_it(void **state)
+{
+    fx_t *fx = *state;
+    const char *sid = do_connect(fx, H1, CID1, TOK1);
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", token_of(fx, H1));
+    do_register(fx, H1, CID1, TOK1);
+    size_t i = connect_with_token(fx, H2, CID1, TOK1, tok);
+    assert_true(ack_resumed(fx, i));
+    assert_string_equal(jstr(sent_at(fx, i), "session_id"), sid);
+    size_t before = fx->nsent;
+    drain(fx);
+    assert_int_equal(fx->nsent, before + 1);
+    expect_notice(fx, before, H1, 4409, NULL);
+    sent_t *n = sent_at(fx, before);
+    assert_string_equal(jstr(n, "reason"), "replaced");
+    assert_false(json_boolean_value(json_object_get(n->json, "reconnect")));
+    assert_int_equal(sm_sessions_count(fx->ss), 1);
+    /* The old connection's end does not release the moved registration. */
+    sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_CLEAN);
+    drain(fx);
+    sm_reg_holder_t h;
+    assert_int_equal(reg_state(fx, CID1, &h), 1);
+    assert_true(h.conn == H2);
+    assert_true(store_has(fx, CID1));
+    /* The new one releases it when it goes. */
+    sm_sessions_on_closed(fx->ss, H2, SM_CLOSE_CLEAN);
+    drain(fx);
+    assert_int_equal(reg_state(fx, CID1, NULL), -1);
+    assert_false(store_has(fx, CID1));
+    assert_int_equal(fx->ops, 0);
+}
+
+/* A wrong, malformed or other client's token is not an error: a fresh
+ * session with "resumed": false; the detached holder stays. */
+static void test_resume_bad_token_fresh_session(void **state)
+{
+    fx_t *fx = *state;
+    const char *sid = do_connect(fx, H1, CID1, TOK1);
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", token_of(fx, H1));
+    do_register(fx, H1, CID1, TOK1);
+    sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_ABRUPT);
+    drain(fx);
+    size_t i = connect_with_token(fx, H2, CID1, TOK1, "00000000000000000000000000000000");
+    assert_false(ack_resumed(fx, i));
+    assert_string_not_equal(jstr(sent_at(fx, i), "session_id"), sid);
+    i = connect_with_token(fx, H3, CID1, TOK1, "not-a-token");
+    assert_false(ack_resumed(fx, i));
+    i = connect_with_token(fx, sm_handle_make(3, 4, 5), CID2, TOK2, tok);
+    assert_false(ack_resumed(fx, i));
+    drain(fx);
+    sm_reg_holder_t h;
+    assert_int_equal(reg_state(fx, CID1, &h), 1);
+    assert_true(h.conn == SM_HANDLE_NONE);
+    assert_int_equal(reg_state(fx, CID2, NULL), -1);
+    assert_int_equal(sm_sessions_count(fx->ss), 4);
+    /* The fresh sessions are CONNECTED, not REGISTERED. */
+    uint8_t u[SM_PROTO_UUID_SIZE];
+    mkuuid(fx, u);
+    size_t before = fx->nsent;
+    feed_unregister(fx, H3, u, CID1, TOK1);
+    expect_only_error(fx, before, H3, 404, u);
+}
+
+/* A plain REGISTER for a client_id whose holder is detached takes the
+ * registration over (only a live holder makes it 409). */
+static void test_register_takes_over_detached_holder(void **state)
+{
+    fx_t *fx = *state;
+    do_connect(fx, H1, CID1, TOK1);
+    do_register(fx, H1, CID1, TOK1);
+    sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_ABRUPT);
+    drain(fx);
+    const char *sid2 = do_connect(fx, H2, CID1, TOK1);
+    do_register(fx, H2, CID1, TOK1);
+    drain(fx);
+    sm_reg_holder_t h;
+    assert_int_equal(reg_state(fx, CID1, &h), 1);
+    assert_true(h.conn == H2);
+    row_t r;
+    assert_int_equal(store_row(fx, CID1, &r), 0);
+    assert_string_equal(r.session_id, sid2);
+    assert_int_equal(sm_sessions_count(fx->ss), 1); /* the detached one is gone */
+    assert_int_equal(fx->ops, 0);
+    /* Its end does not disturb the new holder later either. */
+    sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_CLEAN);
+    drain(fx);
+    assert_int_equal(reg_state(fx, CID1, &h), 1);
+    assert_true(store_has(fx, CID1));
+}
+
+/* A clean end (DISCONNECT) releases the registration at once (DECISIONS
+ * §3); a CONNECT that presents the old token while the store delete of that
+ * release is still running must not leave a registered client without its
+ * store row. */
+static void test_resume_while_release_in_flight(void **state)
+{
+    fx_t *fx = *state;
+    do_connect(fx, H1, CID1, TOK1);
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", token_of(fx, H1));
+    do_register(fx, H1, CID1, TOK1);
+    fx->fake->del_mode = FK_HOLD;
+    uint8_t u[SM_PROTO_UUID_SIZE];
+    mkuuid(fx, u);
+    feed(fx, H1, SM_MSG_DISCONNECT, u, SM_PAYLOAD_NONE, NULL, 0);
+    expect_close(fx, fx->nsent - 1, H1, 1000);
+    assert_int_equal(fx->fake->nheld, 1);
+    size_t i = connect_with_token(fx, H2, CID1, TOK1, tok);
+    bool resumed = ack_resumed(fx, i);
+    drain(fx);
+    fx->fake->del_mode = FK_PASS;
+    fake_release_one(fx->fake, true, 0);
+    drain(fx);
+    assert_int_equal(fx->ops, 0);
+    expect_consistent(fx, CID1);
+    /* The registration was released by DISCONNECT: nothing to resume. */
+    assert_false(resumed);
+}
+
+/* Same with UNREGISTER in flight on the old (live) connection. */
+static void test_resume_while_unregister_in_flight(void **state)
+{
+    fx_t *fx = *state;
+    do_connect(fx, H1, CID1, TOK1);
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", token_of(fx, H1));
+    do_register(fx, H1, CID1, TOK1);
+    fx->fake->del_mode = FK_HOLD;
+    uint8_t u[SM_PROTO_UUID_SIZE];
+    mkuuid(fx, u);
+    feed_unregister(fx, H1, u, CID1, TOK1);
+    assert_int_equal(fx->fake->nheld, 1);
+    connect_with_token(fx, H2, CID1, TOK1, tok);
+    drain(fx);
+    fx->fake->del_mode = FK_PASS;
+    fake_release_one(fx->fake, true, 0);
+    drain(fx);
+    assert_int_equal(fx->ops, 0);
+    expect_consistent(fx, CID1);
+}
+
+/* The CONNECT with the token is handled just as the resume window ends:
+ * both in the same loop iteration, the CONNECT first (a timer due at the
+ * same time as the window's, started earlier, feeds it).  The resumed
+ * session must keep its registration and store row. */
+typedef struct {
+    fx_t *fx;
+    const char *tok;
+    size_t ack;
+    bool fed;
+} resume_at_t;
+
+static void on_resume_at(uv_timer_t *t)
+{
+    resume_at_t *ra = t->data;
+    ra->ack = connect_with_token(ra->fx, H2, CID1, TOK1, ra->tok);
+    ra->fed = true;
+}
+
+static bool pred_fed(fx_t *fx, const void *arg)
+{
+    (void)fx;
+    return ((const resume_at_t *)arg)->fed;
+}
+
+static void test_resume_at_window_end(void **state)
+{
+    fx_t *fx = *state;
+    fx->cfg->server_resume_window = SHORT_RESUME_WINDOW_MS;
+    const char *sid = do_connect(fx, H1, CID1, TOK1);
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", token_of(fx, H1));
+    do_register(fx, H1, CID1, TOK1);
+    resume_at_t ra = {.fx = fx, .tok = tok};
+    uv_timer_t t;
+    assert_int_equal(uv_timer_init(&fx->loop, &t), 0);
+    t.data = &ra;
+    /* Same loop time for both timers (no uv_run in between): same due time,
+     * ours first. */
+    assert_int_equal(uv_timer_start(&t, on_resume_at, SHORT_RESUME_WINDOW_MS, 0), 0);
+    sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_ABRUPT);
+    bool fed = wait_until(fx, pred_fed, &ra);
+    uv_close((uv_handle_t *)&t, NULL);
+    drain(fx); /* t is closed before this frame goes, whatever happens next */
+    assert_true(fed);
+    assert_true(ack_resumed(fx, ra.ack));
+    assert_string_equal(jstr(sent_at(fx, ra.ack), "session_id"), sid);
+    assert_int_equal(fx->ops, 0);
+    sm_reg_holder_t h;
+    assert_int_equal(reg_state(fx, CID1, &h), 1);
+    assert_true(h.conn == H2);
+    expect_consistent(fx, CID1);
+}
+
+/* ======================================================================== */
 /* Malformed frames                                                          */
 
 /* Every frame-level problem is 400, also before CONNECT (step 1 before 2);
@@ -2220,8 +2620,7 @@ static void test_payload_errors_400(void **state)
         uint8_t u[SM_PROTO_UUID_SIZE];
         mkuuid(fx, u);
         size_t before = fx->nsent;
-        feed(fx, H1, cases[i].type, u, SM_PAYLOAD_JSON, cases[i].payload,
-             strlen(cases[i].payload));
+        feed(fx, H1, cases[i].type, u, SM_PAYLOAD_JSON, cases[i].payload, strlen(cases[i].payload));
         assert_int_equal(fx->nsent, before + 1);
         expect_400_field(fx, before, H1, u, cases[i].field);
     }
@@ -2469,6 +2868,16 @@ int main(void)
         F(test_closed_then_timeout_then_late_success),
         F(test_closed_then_late_success_before_timeout),
         F(test_register_timeout_two_sessions),
+        M(test_abrupt_close_detaches_then_window_ends),
+        M(test_abrupt_close_without_resume_window_releases),
+        M(test_abrupt_close_unregistered_ends),
+        M(test_resume_detached_session),
+        M(test_resume_live_session_replaces_it),
+        M(test_resume_bad_token_fresh_session),
+        M(test_register_takes_over_detached_holder),
+        F(test_resume_while_release_in_flight),
+        F(test_resume_while_unregister_in_flight),
+        M(test_resume_at_window_end),
         M(test_frame_errors_400),
         M(test_payload_errors_400),
         M(test_bad_frames_limit_disconnects),
