@@ -67,7 +67,7 @@ UNIT_SUPPORT := $(sort $(wildcard tests/unit/support/*.c))
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 UNIT_SUPPORT_OBJS := $(UNIT_SUPPORT:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps deps-test run test test-unit test-integration test-asan test-tsan \
+.PHONY: all deps deps-test run test test-unit test-integration test-js test-e2e test-asan test-tsan \
         format lint clean check-config
 
 all: $(BIN)
@@ -118,7 +118,7 @@ check-config: $(BIN)
 	$(BIN) --check-config
 
 test: deps-test
-	@$(MAKE) --no-print-directory all test-unit test-integration
+	@$(MAKE) --no-print-directory all test-unit test-integration test-js test-e2e
 
 test-unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
@@ -126,8 +126,16 @@ test-unit: $(UNIT_BINS)
 test-integration: $(BIN)
 	@SM_BIN=$(CURDIR)/$(BIN) scripts/run-integration.sh
 
+# JavaScript SDK unit tests (node:test, no server).
+test-js:
+	@node --test tests/js/
+
+# Real-browser end-to-end test: headless Chromium drives the demo page.
+test-e2e: $(BIN)
+	@SM_BIN=$(CURDIR)/$(BIN) node --test tests/e2e/
+
 test-asan: deps-test
-	@$(MAKE) --no-print-directory VARIANT=asan all test-unit test-integration
+	@$(MAKE) --no-print-directory VARIANT=asan all test-unit test-integration test-e2e
 
 test-tsan: deps-test
 	@$(MAKE) --no-print-directory VARIANT=tsan all test-unit test-integration

@@ -509,6 +509,7 @@ const DEFAULTS = Object.freeze({
     capabilities: ['websocket', 'heartbeat', 'webrtc'],
     metadata: {},
     requestTimeout: 10000,
+    connectTimeout: null,
     heartbeatInterval: null,
     heartbeatTimeout: null,
     reconnect: true,
@@ -875,7 +876,7 @@ export class SignalManagerClient extends Emitter {
     /* Open a socket and CONNECT; resolves with the ACK.  Heartbeat starts on success. */
     async _openSession(epoch, resumeToken) {
         const start = Date.now();
-        const timeout = this._opts.requestTimeout;
+        const timeout = this._opts.connectTimeout > 0 ? this._opts.connectTimeout : this._opts.requestTimeout;
         const token = await this._token();
         if (epoch !== this._epoch)
             throw localError(503, 'cancelled');

@@ -20,7 +20,7 @@ const TEST_TIMEOUT = 10000;
 function makeClient(t, srv, opts = {}) {
     const c = new SignalManagerClient({
         url: srv.url, clientId: 'test_client_1', authToken: 'test_token_1', WebSocket,
-        requestTimeout: 1000, reconnectBaseDelay: 10, reconnectMaxDelay: 40, ...opts,
+        requestTimeout: 3000, reconnectBaseDelay: 10, reconnectMaxDelay: 40, ...opts,
     });
     t.after(() => c.disconnect().catch(() => {}));
     return c;
@@ -142,7 +142,7 @@ test('invalid arguments are rejected locally (400) without sending', { timeout: 
 
 test('request timeout rejects with RequestTimeoutError (408, local)', { timeout: TEST_TIMEOUT }, async (t) => {
     const srv = await server(t);
-    const c = makeClient(t, srv, { requestTimeout: 150 });
+    const c = makeClient(t, srv, { requestTimeout: 150, connectTimeout: 5000 });
     await c.connect();
     srv.swallow = (f) => f.type === T.REGISTER;
     const started = Date.now();
@@ -684,3 +684,53 @@ test('a throwing listener does not disturb other listeners; its error is re-thro
     assert.deepEqual(seen, [7, 1, -1]);
     assert.equal(em.listenerCount('y'), 0);
 });
+
+test('message data as Node Buffers or fragments (binaryType ignored) is handled', { timeout: TEST_TIMEOUT },
+    async (t) => {
+        for (const forced of ['nodebuffer', 'fragments']) {
+            class ForcedWS extends WebSocket {
+                set binaryType(_v) {
+                    super.binaryType = forced;
+                }
+
+                get binaryType() {
+                    return super.binaryType;
+                }
+            }
+            const srv = await server(t);
+            const a = makeClient(t, srv, { WebSocket: ForcedWS });
+            const b = makeClient(t, srv, { clientId: 'test_client_2', authToken: 'test_token_2' });
+            await a.connect();
+            await a.register();
+            await b.connect();
+            await b.register();
+            const got = waitEvent(a, 'signal', (e) => e.binary);
+            await b.signalBinary('test_client_1', new Uint8Array([7, 8]));
+            assert.deepEqual([...(await got).bytes], [7, 8], forced);
+        }
+    });
+
+test('without terminate() (browser WebSocket) a dead connection is closed and the reconnect registers again',
+    { timeout: TEST_TIMEOUT }, async (t) => {
+        class BrowserLikeWS extends WebSocket {
+            get terminate() {
+                return undefined;
+            }
+        }
+        const srv = await server(t);
+        const c = makeClient(t, srv, { WebSocket: BrowserLikeWS, heartbeatInterval: 40, heartbeatTimeout: 100 });
+        await c.connect();
+        await c.register({ metadata: { k: 1 } });
+        await c.createRoom({ roomId: 'kept' });
+        srv.answerPings = false;
+        const rec = waitEvent(c, 'reconnected');
+        await waitEvent(c, 'disconnect', (e) => e.source === 'close');
+        srv.answerPings = true;
+        const r = await rec;
+        /* the close frame reached the fake, which released the session: no resume */
+        assert.equal(r.resumed, false);
+        assert.equal(r.registered, true);
+        assert.deepEqual(r.rooms, ['kept']);
+        assert.equal(srv.framesOf(T.REGISTER).length, 2);
+        assert.equal(c.state, 'registered');
+    });
