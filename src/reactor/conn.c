@@ -371,7 +371,7 @@ static void http_respond_close(sm_conn_t *c, int status, const char *ctype, cons
 /* A response whose body may be large (static files): header and body in
  * one buffer, then close. */
 static void respond_body(sm_conn_t *c, int status, const char *ctype, const char *extra,
-                         const char *body, size_t len)
+                         const char *body, size_t len, bool head)
 {
     sm_io_thread_t *t = c->io;
     char hdr[512];
@@ -380,12 +380,14 @@ static void respond_body(sm_conn_t *c, int status, const char *ctype, const char
                      "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
                      "Connection: close\r\n%s\r\n",
                      status, sm_http_reason(status), ctype, len, extra ? extra : "");
-    sm_obuf_t *b = sm_obuf_new((size_t)h + len);
+    /* HEAD: the same Content-Length as GET (RFC 9110 8.6), no body. */
+    size_t blen = head ? 0 : len;
+    sm_obuf_t *b = sm_obuf_new((size_t)h + blen);
     memcpy(sm_obuf_body(b), hdr, (size_t)h);
-    if (len)
-        memcpy(sm_obuf_body(b) + h, body, len);
+    if (blen)
+        memcpy(sm_obuf_body(b) + h, body, blen);
     b->off = SM_OBUF_HEADROOM;
-    b->len = (uint32_t)((size_t)h + len);
+    b->len = (uint32_t)((size_t)h + blen);
     sm__conn_queue(c, b);
     c->state = CONN_CLOSING;
     c->flags |= CF_CLOSE_FLUSH;
@@ -399,14 +401,14 @@ static void respond_static(sm_conn_t *c, bool head)
     sm_static_result_t r;
     sm_static_serve(cfg->server_demo_dir, cfg->server_sdk_dir, sm_http_req_path(c->http), &r);
     if (r.status == 200) {
-        respond_body(c, 200, r.ctype, NULL, r.body, head ? 0 : r.len);
+        respond_body(c, 200, r.ctype, NULL, r.body, r.len, head);
     } else if (r.status == 301) {
         char loc[128];
         snprintf(loc, sizeof loc, "Location: %s\r\n", r.location);
-        respond_body(c, 301, "text/plain; charset=utf-8", loc, "", 0);
+        respond_body(c, 301, "text/plain; charset=utf-8", loc, "", 0, head);
     } else {
         const char *msg = r.status == 403 ? "forbidden\n" : "not found\n";
-        respond_body(c, r.status, "text/plain; charset=utf-8", NULL, msg, strlen(msg));
+        respond_body(c, r.status, "text/plain; charset=utf-8", NULL, msg, strlen(msg), head);
     }
     free(r.body);
 }
@@ -435,7 +437,7 @@ static void respond_health(sm_conn_t *c, bool head)
     char body[1024];
     size_t len;
     int status = sm_health_render(&h, body, sizeof body, &len);
-    http_respond_close(c, status, "application/json", NULL, body, head ? 0 : len);
+    respond_body(c, status, "application/json", NULL, body, len, head);
 }
 
 static void ws_input(sm_conn_t *c, const uint8_t *data, size_t len);
