@@ -296,7 +296,11 @@ bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_i
     room_t *room = find_room(r, room_id, strlen(room_id));
     size_t i;
     member_t *m = room ? find_member(room, client_id, &i) : NULL;
-    if (m && m->pending && m->serial == serial) {
+    /* A pending member matches by client id alone: a resume may have moved
+     * it to the new session (sm_rooms_update_member) while the store wrote
+     * it; the membership follows the client either way. */
+    (void)serial;
+    if (m && m->pending) {
         if (ok) {
             m->pending = false;
             committed = true;

@@ -64,7 +64,8 @@ int sm_rooms_join(sm_rooms_t *r, const char *room_id, const sm_member_ref_t *m);
 /* Store answered.  On ok, fills res: members to notify (participant_joined),
  * the participant list (including m) and, for the first joiner, the offer,
  * and returns true.  Returns false when the member is not committed (!ok, or
- * the room closed meanwhile: the caller answers 404). */
+ * the room closed meanwhile: the caller answers 404).  The pending member is
+ * found by client_id (a resume may have given it another serial). */
 bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id,
                         uint64_t serial, bool ok, sm_room_result_t *res);
 

@@ -47,6 +47,8 @@
 #include "store/store.h"
 
 static void process(session_t *s, sm_imsg_t *m);
+static void arm_detach_timer(sm_sessions_t *ss);
+static void start_window(session_t *s);
 static void session_end(session_t *s);
 static void run_frames(session_t *s, sm_imsg_t *first);
 
@@ -196,10 +198,17 @@ static void undo_late_insert(op_t *op)
 void sm__sess_op_done(session_t *s)
 {
     s->op = NULL;
-    if (s->ended)
+    if (s->detach_after_op && !s->ended) {
+        s->detach_after_op = false;
+        if (s->state == ST_REGISTERED)
+            start_window(s);
+        else
+            session_end(s);
+    } else if (s->ended) {
         session_end(s);
-    else
+    } else {
         run_frames(s, NULL);
+    }
 }
 
 static void on_register_put(int status, const sm_store_result_t *res, void *arg);
@@ -345,6 +354,9 @@ static void on_unregister_done(int status, const sm_store_result_t *res, void *a
     session_t *s = op->s;
     SM_ASSERT(s != NULL);
     if (status == 0 || status == SM_ENOTFOUND) {
+        /* Rooms are left only now: a failed delete leaves everything as it
+         * was (ERROR 503, still registered, still in its rooms). */
+        sm__rooms_leave_all(s);
         sm_registry_release(ss->srv->registry, s->client_id, s->serial);
         s->state = ST_CONNECTED;
         sm_reply_t r;
@@ -734,7 +746,6 @@ static void on_unregister(session_t *s, const sm_frame_t *f, const json_t *root)
         sm__sess_error(s, f->uuid, 404, "client not registered", "client_id", s->client_id);
         return;
     }
-    sm__rooms_leave_all(s);
     /* From now on the registration is on its way out: no resume into it. */
     sm_registry_set_releasing(ss->srv->registry, s->client_id, s->serial, true);
     op_t *op = sm__sess_op_new(s, OP_UNREGISTER, f->uuid);
@@ -951,17 +962,17 @@ static void session_end(session_t *s)
         session_free(s);
 }
 
-static void arm_detach_timer(sm_sessions_t *ss);
-
 /* An abrupt end (no close frame, heartbeat timeout) of a registered
  * session: keep registration and rooms for server.resume_window.  SIGNALs
  * to it get 404 meanwhile; members hear participant_left only when the
  * window ends. */
-static void detach(session_t *s)
+static void detach_conn(session_t *s)
 {
     sm_sessions_t *ss = s->ss;
-    sm_hmap_remove(&ss->table, &s->node);
-    s->in_table = false;
+    if (s->in_table) {
+        sm_hmap_remove(&ss->table, &s->node);
+        s->in_table = false;
+    }
     s->conn = SM_HANDLE_NONE;
     while (s->pend_head) {
         sm_imsg_t *m = s->pend_head;
@@ -977,6 +988,11 @@ static void detach(session_t *s)
         sm_events_emit(ss->srv->events, "client.disconnected", s->client_id, NULL,
                        s->session_id);
     s->gone_emitted = true;
+}
+
+static void start_window(session_t *s)
+{
+    sm_sessions_t *ss = s->ss;
     s->detached = true;
     s->detach_deadline = uv_now(sm_worker_loop(ss->w)) + ss->cfg->server_resume_window;
     bool was_empty = sm_list_empty(&ss->detached);
@@ -986,6 +1002,12 @@ static void detach(session_t *s)
     SM_LOG(SM_LOG_INFO, SM_MSG("session detached, waiting for a resume"),
            SM_STR("client_id", s->client_id), SM_UINT("resume_window_ms",
                                                       ss->cfg->server_resume_window));
+}
+
+static void detach(session_t *s)
+{
+    detach_conn(s);
+    start_window(s);
 }
 
 static void on_detach_timer(uv_timer_t *t)
@@ -1023,12 +1045,19 @@ void sm_sessions_on_closed(sm_sessions_t *ss, sm_handle_t h, sm_close_reason_t w
     if (s == NULL)
         return;
     bool abrupt = why == SM_CLOSE_ABRUPT || why == SM_CLOSE_HEARTBEAT;
-    if (abrupt && s->state == ST_REGISTERED && s->op == NULL && !s->ended &&
-        ss->cfg->server_resume_window > 0 &&
-        !atomic_load_explicit(&ss->srv->draining, memory_order_relaxed))
+    bool resumable = abrupt && !s->ended && ss->cfg->server_resume_window > 0 &&
+                     !atomic_load_explicit(&ss->srv->draining, memory_order_relaxed);
+    if (resumable && s->state == ST_REGISTERED && s->op == NULL) {
         detach(s);
-    else
+    } else if (resumable && s->op != NULL &&
+               (s->state == ST_REGISTERED || s->op->kind == OP_REGISTER)) {
+        /* Waiting for the store: detach the connection now, decide when
+         * the operation is over (sm__sess_op_done). */
+        detach_conn(s);
+        s->detach_after_op = true;
+    } else {
         session_end(s);
+    }
 }
 
 void sm_sessions_drain(sm_sessions_t *ss)

@@ -79,6 +79,7 @@ struct session_s {
     bool detached;            /* abrupt end: waiting for a resume */
     bool replaced;            /* registration taken over: no cleanup */
     bool gone_emitted;        /* client.disconnected sent */
+    bool detach_after_op;     /* connection dropped during a store operation */
     sm_list_t dnode;          /* in ss->detached */
     uint64_t detach_deadline;
 };

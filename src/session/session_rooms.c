@@ -28,6 +28,8 @@
 #include "session/session_internal.h"
 #include "store/store.h"
 
+#define SM_ROOM_MAX_OFFER 30000
+
 /* ---- helpers ---- */
 
 /* One ROOM_EVENT frame to every connection in res->notify. */
@@ -133,22 +135,30 @@ static void begin_op(session_t *s, op_t *op)
 /* ---- ROOM_CREATE ---- */
 
 static void on_create_member(int status, const sm_store_result_t *res, void *arg);
+static void on_create_put(int status, const sm_store_result_t *res, void *arg);
 
-static void on_create_put(int status, const sm_store_result_t *res, void *arg)
+static int submit_put_room(op_t *op)
 {
-    (void)res;
-    op_t *op = arg;
+    sm_sessions_t *ss = op->ss;
+    session_t *s = op->s;
+    sm_room_rec_t rec = {
+        .room_id = op->room_id,
+        .creator_id = s->client_id,
+        .instance_id = (char *)ss->srv->instance_id,
+        .metadata_json = op->meta_json,
+        .created_at_ms = op->registered_at_ms,
+        .max_participants = op->step,
+    };
+    int rc = sm_store_put_room(ss->srv->store, &rec, sm_worker_taskq(ss->w), on_create_put, op);
+    if (rc == 0)
+        sm_worker_op_begin(ss->w);
+    return rc;
+}
+
+static void create_failed(op_t *op, int status)
+{
     session_t *s = op->s;
     sm_sessions_t *ss = op->ss;
-    sm_worker_op_end(ss->w);
-    if (status == 0 &&
-        sm_store_add_member(ss->srv->store, op->room_id, s->client_id, "sender",
-                            sm_worker_taskq(ss->w), on_create_member, op) == 0) {
-        sm_worker_op_begin(ss->w);
-        return;
-    }
-    if (status == 0)
-        ff_delete_room(ss, op->room_id);
     sm_rooms_create_done(ss->srv->rooms, op->room_id, false);
     if (status == SM_ECONFLICT)
         sm__sess_error(s, op->uuid, 409, "room already exists", "room_id", op->room_id);
@@ -157,6 +167,71 @@ static void on_create_put(int status, const sm_store_result_t *res, void *arg)
                        op->room_id);
     sm__sess_op_free(op);
     sm__sess_op_done(s);
+}
+
+static void on_stale_room_deleted(int status, const sm_store_result_t *res, void *arg)
+{
+    (void)res;
+    op_t *op = arg;
+    sm_worker_op_end(op->ss->w);
+    if ((status == 0 || status == SM_ENOTFOUND) && submit_put_room(op) == 0)
+        return;
+    create_failed(op, SM_EUNAVAIL);
+}
+
+/* put_room met an existing row.  This process reserved the id, so no live
+ * room of ours has it: a row of our own instance is stale (a close whose
+ * store delete failed) and is replaced; another instance's row is a real
+ * conflict. */
+static void on_create_get(int status, const sm_store_result_t *res, void *arg)
+{
+    op_t *op = arg;
+    sm_sessions_t *ss = op->ss;
+    sm_worker_op_end(ss->w);
+    if (status == SM_ENOTFOUND) {
+        if (submit_put_room(op) == 0)
+            return;
+        status = SM_EUNAVAIL;
+    } else if (status == 0 && res->room && res->room->instance_id &&
+               strcmp(res->room->instance_id, ss->srv->instance_id) == 0) {
+        SM_LOG(SM_LOG_INFO, SM_MSG("replacing a stale room of this instance"),
+               SM_STR("room_id", op->room_id));
+        if (sm_store_delete_room(ss->srv->store, op->room_id, sm_worker_taskq(ss->w),
+                                 on_stale_room_deleted, op) == 0) {
+            sm_worker_op_begin(ss->w);
+            return;
+        }
+        status = SM_EUNAVAIL;
+    } else if (status == 0) {
+        status = SM_ECONFLICT;
+    }
+    create_failed(op, status);
+}
+
+static void on_create_put(int status, const sm_store_result_t *res, void *arg)
+{
+    (void)res;
+    op_t *op = arg;
+    session_t *s = op->s;
+    sm_sessions_t *ss = op->ss;
+    sm_worker_op_end(ss->w);
+    if (status == SM_ECONFLICT && !op->retried) {
+        op->retried = true;
+        if (sm_store_get_room(ss->srv->store, op->room_id, sm_worker_taskq(ss->w), on_create_get,
+                              op) == 0) {
+            sm_worker_op_begin(ss->w);
+            return;
+        }
+    }
+    if (status == 0 &&
+        sm_store_add_member(ss->srv->store, op->room_id, s->client_id, "sender",
+                            sm_worker_taskq(ss->w), on_create_member, op) == 0) {
+        sm_worker_op_begin(ss->w);
+        return;
+    }
+    if (status == 0)
+        ff_delete_room(ss, op->room_id);
+    create_failed(op, status);
 }
 
 static void on_create_member(int status, const sm_store_result_t *res, void *arg)
@@ -214,6 +289,12 @@ void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
         sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
+    /* The offer goes back out in the first joiner's ROOM_JOIN_ACK next to up
+     * to 256 participant ids: this bound keeps that ACK within 64 KiB. */
+    if (p.offer_sdp.ptr && p.offer_sdp.len > SM_ROOM_MAX_OFFER) {
+        sm__sess_bad_frame(s, f->uuid, "offer_sdp: longer than 30000 bytes", "offer_sdp");
+        return;
+    }
     if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
         return;
     char room_id[SM_PROTO_ID_MAX + 1];
@@ -245,25 +326,16 @@ void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
     op_t *op = sm__sess_op_new(s, OP_ROOM_CREATE, f->uuid);
     op->room_id = sm_xstrdup(room_id);
     op->step = maxp;
-    char *meta = p.metadata ? json_dumps(p.metadata, JSON_COMPACT) : NULL;
-    sm_room_rec_t rec = {
-        .room_id = room_id,
-        .creator_id = s->client_id,
-        .instance_id = (char *)ss->srv->instance_id,
-        .metadata_json = meta,
-        .created_at_ms = sm_clock_wall_ms(),
-        .max_participants = maxp,
-    };
-    rc = sm_store_put_room(ss->srv->store, &rec, sm_worker_taskq(ss->w), on_create_put, op);
-    free(meta);
-    if (rc != 0) {
+    op->meta_json = p.metadata ? json_dumps(p.metadata, JSON_COMPACT) : NULL;
+    op->registered_at_ms = sm_clock_wall_ms(); /* the room's created_at */
+    if (submit_put_room(op) != 0) {
         sm_rooms_create_done(ss->srv->rooms, room_id, false);
         sm__sess_op_free(op);
         sm__sess_error(s, f->uuid, 503, "room store unavailable, try again later", "room_id",
                        room_id);
         return;
     }
-    begin_op(s, op);
+    s->op = op;
 }
 
 /* ---- ROOM_JOIN ---- */
@@ -275,6 +347,10 @@ static void on_join_member(int status, const sm_store_result_t *res, void *arg)
     session_t *s = op->s;
     sm_sessions_t *ss = op->ss;
     sm_worker_op_end(ss->w);
+    /* The table said "not a member", so a membership row already in the
+     * store is one a failed removal left behind: it is ours. */
+    if (status == SM_ECONFLICT)
+        status = 0;
     sm_room_result_t rr;
     bool committed = sm_rooms_join_done(ss->srv->rooms, op->room_id, s->client_id, op->serial,
                                         status == 0, &rr);
