@@ -238,6 +238,16 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
     raise_fd_limit();
     *out = s;
 
+    /* Keys the table accepts whose backends are not part of this build yet. */
+    if (strcmp(cfg->webrtc_mode, "p2p") != 0) {
+        snprintf(err, errlen, "webrtc.mode: \"%s\" is not available in this build yet",
+                 cfg->webrtc_mode);
+        return SM_ECONFIG;
+    }
+    if (strcmp(cfg->events_backend, "pubsub") == 0) {
+        snprintf(err, errlen, "events.backend: \"pubsub\" is not available in this build yet");
+        return SM_ECONFIG;
+    }
     int rc = sm_auth_new(cfg, &s->auth, err, errlen);
     if (rc != 0)
         return rc;
