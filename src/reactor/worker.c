@@ -16,6 +16,7 @@
 #include "core/alloc.h"
 #include "core/assert.h"
 #include "core/err.h"
+#include "cloud/http_client.h"
 #include "core/qfifo.h"
 #include "log/log.h"
 #include "reactor/io_thread.h"
@@ -36,6 +37,7 @@ struct sm_worker_s {
     bool *wake_io;
     sm_qfifo_t *overflow; /* per I/O thread */
     sm_sessions_t *sessions;
+    sm_rest_client_t *rest; /* REST backends' HTTP client on this loop */
     bool stopping;
     bool closed;
     _Atomic int64_t pending_ops;
@@ -193,6 +195,9 @@ static void close_handles(sm_worker_t *w)
     w->closed = true;
     sm_sessions_free(w->sessions);
     w->sessions = NULL;
+    sm_rest_client_set_current(NULL);
+    sm_rest_client_close(w->rest); /* cancels what is left; frees itself */
+    w->rest = NULL;
     /* Replies still waiting for room can no longer be delivered. */
     for (unsigned i = 0; i < w->srv->n_io; i++) {
         sm_qfifo_t *q = &w->overflow[i];
@@ -267,6 +272,9 @@ static void thread_main(void *arg)
     sm_worker_t *w = arg;
     t_self = w;
     sm_log_set_thread(w->name);
+    w->rest = sm_rest_client_new(&w->loop);
+    SM_ASSERT(w->rest != NULL);
+    sm_rest_client_set_current(w->rest);
     w->sessions = sm_sessions_new(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     t_self = NULL;
