@@ -27,6 +27,7 @@ typedef struct sm_store_s sm_store_t;
 typedef struct sm_auth_s sm_auth_t;
 typedef struct sm_events_s sm_events_t;
 typedef struct sm_rooms_s sm_rooms_t;
+typedef struct sm_cf_s sm_cf_t;
 
 typedef struct sm_server_s {
     /* Immutable after sm_server_start (any thread may read): */
@@ -37,6 +38,7 @@ typedef struct sm_server_s {
     unsigned n_workers;
     sm_registry_t *registry;
     sm_rooms_t *rooms;
+    sm_cf_t *cf; /* cloudflare mode: the Calls API handle, else NULL */
     sm_store_t *store;
     sm_auth_t *auth;
     sm_events_t *events;
@@ -50,6 +52,7 @@ typedef struct sm_server_s {
     _Atomic bool draining;
     _Atomic int64_t sockets_open; /* accepted TCP connections not yet closed */
     _Atomic int64_t ws_open;      /* upgraded WebSocket connections */
+    _Atomic int64_t sfu_sessions; /* cloudflare mode: SFU sessions held by members */
 
     /* Main-thread private: */
     struct sm_server_priv_s *_priv;

@@ -19,6 +19,12 @@ typedef struct {
     uint64_t serial;
     sm_handle_t conn;
     bool pending;
+    /* cloudflare mode */
+    char *pub_sid, *sub_sid;
+    sm_room_track_t *pub;
+    size_t n_pub;
+    char **pulled;
+    size_t n_pulled, cap_pulled;
 } member_t;
 
 typedef struct {
@@ -117,6 +123,73 @@ static void index_remove(sm_rooms_t *r, const char *client_id, room_t *room)
     }
 }
 
+static void tracks_free(sm_room_track_t *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(t[i].track_name);
+        free(t[i].mid);
+    }
+    free(t);
+}
+
+static void member_sfu_clear(member_t *m)
+{
+    free(m->pub_sid);
+    free(m->sub_sid);
+    tracks_free(m->pub, m->n_pub);
+    for (size_t i = 0; i < m->n_pulled; i++)
+        free(m->pulled[i]);
+    free(m->pulled);
+    m->pub_sid = m->sub_sid = NULL;
+    m->pub = NULL;
+    m->pulled = NULL;
+    m->n_pub = m->n_pulled = m->cap_pulled = 0;
+}
+
+static void add_pulled(member_t *m, const char *mid)
+{
+    if (m->n_pulled == m->cap_pulled) {
+        m->cap_pulled = m->cap_pulled ? m->cap_pulled * 2 : 4;
+        m->pulled = sm_xrealloc(m->pulled, m->cap_pulled * sizeof *m->pulled);
+    }
+    m->pulled[m->n_pulled++] = sm_xstrdup(mid);
+}
+
+static void member_sfu_set(member_t *m, const sm_room_sfu_t *sfu)
+{
+    if (sfu == NULL)
+        return;
+    member_sfu_clear(m);
+    m->pub_sid = sfu->pub_sid ? sm_xstrdup(sfu->pub_sid) : NULL;
+    m->sub_sid = sfu->sub_sid ? sm_xstrdup(sfu->sub_sid) : NULL;
+    if (sfu->n_pub) {
+        m->pub = sm_xcalloc(sfu->n_pub, sizeof *m->pub);
+        for (size_t i = 0; i < sfu->n_pub; i++) {
+            m->pub[i].track_name = sm_xstrdup(sfu->pub[i].track_name);
+            m->pub[i].mid = sm_xstrdup(sfu->pub[i].mid ? sfu->pub[i].mid : "");
+        }
+        m->n_pub = sfu->n_pub;
+    }
+    for (size_t i = 0; i < sfu->n_pulled; i++)
+        add_pulled(m, sfu->pulled[i]);
+}
+
+/* Move a leaving member's SFU state into the result (the caller closes its
+ * tracks and names the stopped publications in participant_left). */
+static void member_sfu_move(member_t *m, sm_room_result_t *res)
+{
+    res->pub_sid = m->pub_sid;
+    res->sub_sid = m->sub_sid;
+    res->pub = m->pub;
+    res->n_pub = m->n_pub;
+    res->pulled = m->pulled;
+    res->n_pulled = m->n_pulled;
+    m->pub_sid = m->sub_sid = NULL;
+    m->pub = NULL;
+    m->pulled = NULL;
+    m->n_pub = m->n_pulled = m->cap_pulled = 0;
+}
+
 static member_t *find_member(room_t *room, const char *client_id, size_t *idx)
 {
     for (size_t i = 0; i < room->n; i++) {
@@ -136,6 +209,7 @@ static void add_member(sm_rooms_t *r, room_t *room, const sm_member_ref_t *m, bo
         room->members = sm_xrealloc(room->members, room->cap * sizeof *room->members);
     }
     member_t *mm = &room->members[room->n++];
+    memset(mm, 0, sizeof *mm);
     mm->client_id = sm_xstrdup(m->client_id);
     mm->serial = m->serial;
     mm->conn = m->conn;
@@ -146,6 +220,7 @@ static void add_member(sm_rooms_t *r, room_t *room, const sm_member_ref_t *m, bo
 static void remove_member_at(sm_rooms_t *r, room_t *room, size_t i)
 {
     index_remove(r, room->members[i].client_id, room);
+    member_sfu_clear(&room->members[i]);
     free(room->members[i].client_id);
     /* Keep join order: participants lists are ordered. */
     memmove(&room->members[i], &room->members[i + 1], (room->n - i - 1) * sizeof *room->members);
@@ -199,6 +274,19 @@ void sm_room_result_free(sm_room_result_t *res)
     free(res->notify);
     free(res->offer_sdp);
     free(res->room_id);
+    free(res->pub_sid);
+    free(res->sub_sid);
+    tracks_free(res->pub, res->n_pub);
+    for (size_t i = 0; i < res->n_pulled; i++)
+        free(res->pulled[i]);
+    free(res->pulled);
+    for (size_t i = 0; i < res->n_closes; i++) {
+        for (size_t k = 0; k < res->closes[i].n; k++)
+            free(res->closes[i].mids[k]);
+        free(res->closes[i].mids);
+        free(res->closes[i].sid);
+    }
+    free(res->closes);
     memset(res, 0, sizeof *res);
 }
 
@@ -253,15 +341,17 @@ int sm_rooms_create(sm_rooms_t *r, const char *room_id, const sm_member_ref_t *c
     return rc;
 }
 
-void sm_rooms_create_done(sm_rooms_t *r, const char *room_id, bool ok)
+void sm_rooms_create_done(sm_rooms_t *r, const char *room_id, bool ok, const sm_room_sfu_t *sfu)
 {
     pthread_mutex_lock(&r->lock);
     room_t *room = find_room(r, room_id, strlen(room_id));
     if (room && room->pending) {
         if (ok) {
             room->pending = false;
-            if (room->n > 0)
+            if (room->n > 0) {
                 room->members[0].pending = false;
+                member_sfu_set(&room->members[0], sfu);
+            }
             atomic_fetch_add_explicit(&r->committed, 1, memory_order_relaxed);
         } else {
             room_destroy(r, room);
@@ -288,7 +378,8 @@ int sm_rooms_join(sm_rooms_t *r, const char *room_id, const sm_member_ref_t *m)
 }
 
 bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id,
-                        uint64_t serial, bool ok, sm_room_result_t *res)
+                        uint64_t serial, bool ok, const sm_room_sfu_t *sfu,
+                        sm_room_result_t *res)
 {
     bool committed = false;
     memset(res, 0, sizeof *res);
@@ -303,6 +394,7 @@ bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_i
     if (m && m->pending) {
         if (ok) {
             m->pending = false;
+            member_sfu_set(m, sfu);
             committed = true;
             collect(room, client_id, res, true);
             if (room->offer_sdp) {
@@ -327,6 +419,7 @@ int sm_rooms_leave(sm_rooms_t *r, const char *room_id, const char *client_id, ui
     size_t i;
     member_t *m = room ? find_member(room, client_id, &i) : NULL;
     if (m && !m->pending && m->serial == serial) {
+        member_sfu_move(m, res);
         remove_member_at(r, room, i);
         collect(room, NULL, res, false);
         bool any_committed = false;
@@ -436,6 +529,25 @@ size_t sm_rooms_reap_idle(sm_rooms_t *r, int64_t now_ms, int64_t idle_ms, sm_roo
         memset(res, 0, sizeof *res);
         collect(room, NULL, res, true);
         res->room_id = sm_xstrdup(room->id);
+        res->closes = sm_xcalloc(2 * room->n + 1, sizeof *res->closes);
+        for (size_t i = 0; i < room->n; i++) {
+            member_t *m = &room->members[i];
+            res->sfu_sessions += (m->pub_sid ? 1u : 0u) + (m->sub_sid ? 1u : 0u);
+            if (m->pub_sid && m->n_pub) {
+                sm_room_close_t *c = &res->closes[res->n_closes++];
+                c->sid = sm_xstrdup(m->pub_sid);
+                c->mids = sm_xcalloc(m->n_pub, sizeof *c->mids);
+                for (size_t k = 0; k < m->n_pub; k++)
+                    c->mids[c->n++] = sm_xstrdup(m->pub[k].mid);
+            }
+            if (m->sub_sid && m->n_pulled) {
+                sm_room_close_t *c = &res->closes[res->n_closes++];
+                c->sid = sm_xstrdup(m->sub_sid);
+                c->mids = sm_xcalloc(m->n_pulled, sizeof *c->mids);
+                for (size_t k = 0; k < m->n_pulled; k++)
+                    c->mids[c->n++] = sm_xstrdup(m->pulled[k]);
+            }
+        }
         res->closed = true;
         room_destroy(r, room);
     }
@@ -448,6 +560,114 @@ void sm_rooms_free_closed(sm_room_result_t *res, size_t n)
     for (size_t i = 0; i < n; i++)
         sm_room_result_free(&res[i]);
     free(res);
+}
+
+size_t sm_rooms_publications(sm_rooms_t *r, const char *room_id, const char *except_client,
+                             sm_room_pub_t **out)
+{
+    size_t n = 0, cap = 0;
+    *out = NULL;
+    pthread_mutex_lock(&r->lock);
+    room_t *room = find_room(r, room_id, strlen(room_id));
+    for (size_t i = 0; room && i < room->n; i++) {
+        member_t *m = &room->members[i];
+        if (m->pending || m->pub_sid == NULL ||
+            (except_client && strcmp(m->client_id, except_client) == 0))
+            continue;
+        for (size_t k = 0; k < m->n_pub; k++) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 8;
+                *out = sm_xrealloc(*out, cap * sizeof **out);
+            }
+            (*out)[n].client_id = sm_xstrdup(m->client_id);
+            (*out)[n].session_id = sm_xstrdup(m->pub_sid);
+            (*out)[n].track_name = sm_xstrdup(m->pub[k].track_name);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+void sm_room_pubs_free(sm_room_pub_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(p[i].client_id);
+        free(p[i].session_id);
+        free(p[i].track_name);
+    }
+    free(p);
+}
+
+/* The committed member (client_id, serial) of room_id, under the lock. */
+static member_t *member_of(sm_rooms_t *r, const char *room_id, const char *client_id,
+                           uint64_t serial)
+{
+    room_t *room = find_room(r, room_id, strlen(room_id));
+    member_t *m = room ? find_member(room, client_id, NULL) : NULL;
+    return m && !m->pending && m->serial == serial ? m : NULL;
+}
+
+int sm_rooms_set_sub(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
+                     const char *sub_sid)
+{
+    int rc = SM_ENOTFOUND;
+    pthread_mutex_lock(&r->lock);
+    member_t *m = member_of(r, room_id, client_id, serial);
+    if (m) {
+        free(m->sub_sid);
+        m->sub_sid = sm_xstrdup(sub_sid);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+int sm_rooms_pulled(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
+                    const char *const *mids, size_t n, bool add)
+{
+    int rc = SM_ENOTFOUND;
+    pthread_mutex_lock(&r->lock);
+    member_t *m = member_of(r, room_id, client_id, serial);
+    if (m) {
+        for (size_t i = 0; i < n; i++) {
+            if (add) {
+                add_pulled(m, mids[i]);
+                continue;
+            }
+            for (size_t k = 0; k < m->n_pulled; k++) {
+                if (strcmp(m->pulled[k], mids[i]) == 0) {
+                    free(m->pulled[k]);
+                    m->pulled[k] = m->pulled[--m->n_pulled];
+                    break;
+                }
+            }
+        }
+        rc = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+int sm_rooms_find_sfu_session(sm_rooms_t *r, const char *client_id, uint64_t serial,
+                              const char *sid, char **room_id, bool *is_sub)
+{
+    int rc = SM_ENOTFOUND;
+    pthread_mutex_lock(&r->lock);
+    cidx_t *c = find_client(r, client_id, strlen(client_id));
+    for (size_t i = 0; c && i < c->n && rc != 0; i++) {
+        member_t *m = find_member(c->rooms[i], client_id, NULL);
+        if (m == NULL || m->pending || m->serial != serial)
+            continue;
+        if ((m->pub_sid && strcmp(m->pub_sid, sid) == 0) ||
+            (m->sub_sid && strcmp(m->sub_sid, sid) == 0)) {
+            *is_sub = m->sub_sid && strcmp(m->sub_sid, sid) == 0;
+            *room_id = sm_xstrdup(c->rooms[i]->id);
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
 }
 
 size_t sm_rooms_count(sm_rooms_t *r)

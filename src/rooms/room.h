@@ -34,6 +34,29 @@ typedef struct {
     sm_handle_t conn; /* SM_HANDLE_NONE while detached */
 } sm_member_ref_t;
 
+/* A published SFU track (cloudflare mode). */
+typedef struct {
+    char *track_name;
+    char *mid;
+} sm_room_track_t;
+
+/* A publication another member can pull: its publisher's SFU session. */
+typedef struct {
+    char *client_id;
+    char *session_id;
+    char *track_name;
+} sm_room_pub_t;
+
+/* SFU state of a member (cloudflare mode); all NULL/0 in p2p mode. */
+typedef struct {
+    const char *pub_sid;             /* publish SFU session */
+    const sm_room_track_t *pub;      /* its published tracks */
+    size_t n_pub;
+    const char *sub_sid;             /* subscribe SFU session */
+    const char *const *pulled;       /* mids pulled on the subscribe session */
+    size_t n_pulled;
+} sm_room_sfu_t;
+
 /* What a membership change produced (owned; free with sm_room_result_free). */
 typedef struct {
     sm_handle_t *notify; /* live connections of the other members */
@@ -43,7 +66,25 @@ typedef struct {
     char *offer_sdp; /* the creator's offer, for the first joiner only */
     bool closed;     /* the last member left: the room is gone */
     char *room_id;   /* for results about a room the caller did not name */
+    /* Leave/close (cloudflare mode): the leaving member's SFU state, so the
+     * caller can close its tracks and tell the others what stopped. */
+    char *pub_sid, *sub_sid;
+    sm_room_track_t *pub;
+    size_t n_pub;
+    char **pulled;
+    size_t n_pulled;
+    /* Idle close (cloudflare mode): every member's SFU sessions with the
+     * mids to close on each (pub and sub sessions alike). */
+    struct sm_room_close_s *closes;
+    size_t n_closes;
+    size_t sfu_sessions; /* SFU sessions the closed room's members held */
 } sm_room_result_t;
+
+typedef struct sm_room_close_s {
+    char *sid;
+    char **mids;
+    size_t n;
+} sm_room_close_t;
 
 void sm_room_result_free(sm_room_result_t *res);
 
@@ -55,8 +96,9 @@ void sm_rooms_free(sm_rooms_t *r);
  * 0; SM_ECONFLICT when it exists; SM_EUNAVAIL when max_rooms is reached. */
 int sm_rooms_create(sm_rooms_t *r, const char *room_id, const sm_member_ref_t *creator,
                     int max_participants, const char *offer_sdp, int64_t now_ms);
-/* Store answered: ok makes the room visible; !ok removes it. */
-void sm_rooms_create_done(sm_rooms_t *r, const char *room_id, bool ok);
+/* Store answered: ok makes the room visible (with the creator's SFU state,
+ * NULL in p2p mode); !ok removes it. */
+void sm_rooms_create_done(sm_rooms_t *r, const char *room_id, bool ok, const sm_room_sfu_t *sfu);
 
 /* Reserve a place for m.  0; SM_ENOTFOUND (no such room, or still pending);
  * SM_ECONFLICT (already a member); SM_EFULL (max_participants reached). */
@@ -67,7 +109,28 @@ int sm_rooms_join(sm_rooms_t *r, const char *room_id, const sm_member_ref_t *m);
  * the room closed meanwhile: the caller answers 404).  The pending member is
  * found by client_id (a resume may have given it another serial). */
 bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id,
-                        uint64_t serial, bool ok, sm_room_result_t *res);
+                        uint64_t serial, bool ok, const sm_room_sfu_t *sfu,
+                        sm_room_result_t *res);
+
+/* ---- cloudflare mode ---- */
+
+/* Publications of the room's committed members other than except_client
+ * (NULL = all), in join order.  Returns the count (*out malloc'd; free with
+ * sm_room_pubs_free). */
+size_t sm_rooms_publications(sm_rooms_t *r, const char *room_id, const char *except_client,
+                             sm_room_pub_t **out);
+void sm_room_pubs_free(sm_room_pub_t *p, size_t n);
+/* Record a member's subscribe session id (set once). 0 or SM_ENOTFOUND. */
+int sm_rooms_set_sub(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
+                     const char *sub_sid);
+/* Add (add=true) or remove pulled mids of a member.  0 or SM_ENOTFOUND. */
+int sm_rooms_pulled(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
+                    const char *const *mids, size_t n, bool add);
+/* Which of the member's rooms an SFU session id belongs to.  0 with
+ * *room_id (malloc'd), *is_sub and the member's sub session (malloc'd, may
+ * be NULL) filled; SM_ENOTFOUND when it is none of the member's sessions. */
+int sm_rooms_find_sfu_session(sm_rooms_t *r, const char *client_id, uint64_t serial,
+                              const char *sid, char **room_id, bool *is_sub);
 
 /* Remove a committed member.  0 and res (members to notify with
  * participant_left; res->closed when the room is now empty and was removed);

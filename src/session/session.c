@@ -165,6 +165,7 @@ void sm__sess_op_free(op_t *op)
     free(op->caps_json);
     free(op->meta_json);
     free(op->room_id);
+    sm__sfu_ctx_free(op->sfu);
     free(op);
 }
 
@@ -206,7 +207,8 @@ void sm__sess_op_done(session_t *s)
             session_end(s);
     } else if (s->ended) {
         session_end(s);
-    } else {
+    } else if (s->in_process == 0) {
+        /* (Inside run_frames the loop there picks up the waiting frames.) */
         run_frames(s, NULL);
     }
 }
@@ -788,6 +790,10 @@ static void on_session_update(session_t *s, const sm_frame_t *f, const json_t *r
     }
     if (s->state != ST_REGISTERED) {
         sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
+        return;
+    }
+    if (sm__sfu_enabled(s->ss)) {
+        sm__sfu_on_session_update(s, f, root);
         return;
     }
     sm__sess_error(s, f->uuid, 400, "SESSION_UPDATE is only used with webrtc.mode=cloudflare",

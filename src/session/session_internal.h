@@ -20,6 +20,9 @@
 #include "proto/payload.h"
 #include "reactor/msg.h"
 #include "reactor/server.h"
+#include "cloud/cloudflare.h"
+#include "proto/reply.h"
+#include "rooms/room.h"
 #include "session/session.h"
 
 #define BAD_FRAME_WINDOW_MS 60000
@@ -33,6 +36,7 @@ typedef enum {
     OP_ROOM_CREATE,
     OP_ROOM_JOIN,
     OP_ROOM_LEAVE,
+    OP_SESSION_UPDATE,
 } op_kind_t;
 
 typedef struct session_s session_t;
@@ -55,6 +59,7 @@ typedef struct {
     /* Room operations. */
     char *room_id;
     int step;
+    struct sm_sfu_ctx_s *sfu; /* cloudflare mode: SFU state of a create/join */
 } op_t;
 
 struct session_s {
@@ -128,6 +133,38 @@ void sm__rooms_on_leave(session_t *s, const sm_frame_t *f, const json_t *root);
 void sm__rooms_leave_all(session_t *s);
 /* Worker 0 only: close idle rooms (webrtc.session_timeout). */
 void sm__rooms_reap(sm_sessions_t *ss);
+
+/* session_rooms.c, continuations for the SFU steps (session_sfu.c) */
+void sm__rooms_create_store(op_t *op);
+void sm__rooms_create_failed(op_t *op, int status);
+void sm__rooms_join_store(op_t *op);
+void sm__rooms_join_failed(op_t *op, int status);
+
+/* session_sfu.c (webrtc.mode = cloudflare) */
+bool sm__sfu_enabled(const sm_sessions_t *ss);
+/* The sending audio/video m-sections of an SDP (what can be published). */
+size_t sm__sfu_publishable(const char *sdp, size_t len, sm_sdp_media_t *out, size_t cap);
+/* ROOM_CREATE / ROOM_JOIN: the SFU steps before the store steps.  They end by
+ * calling sm__rooms_{create,join}_store (success) or _failed. */
+void sm__sfu_create(op_t *op, const char *offer_sdp, size_t len);
+void sm__sfu_join(op_t *op, const char *offer_sdp, size_t len);
+/* After a failed store step: close what the SFU steps opened. */
+void sm__sfu_discard(op_t *op);
+/* The member's SFU state for the room table (valid while op lives). */
+void sm__sfu_state(op_t *op, sm_room_sfu_t *view);
+/* The member was committed with that state: its sessions are the table's. */
+void sm__sfu_committed(op_t *op);
+/* Add the SFU fields to a ROOM_CREATE_ACK / ROOM_JOIN_ACK being built. */
+void sm__sfu_ack_create(op_t *op, sm_reply_t *r);
+void sm__sfu_ack_join(op_t *op, sm_reply_t *r);
+/* After a join committed: tracks_published to the others (res->notify). */
+void sm__sfu_announce(op_t *op, const sm_room_result_t *res);
+void sm__sfu_ctx_free(struct sm_sfu_ctx_s *c);
+/* A member left (its SFU state is in the leave result): close its tracks. */
+void sm__sfu_close_left(sm_sessions_t *ss, const sm_room_result_t *res);
+/* Idle close: close every member's tracks. */
+void sm__sfu_close_all(sm_sessions_t *ss, const sm_room_result_t *res);
+void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *root);
 
 /* router/signal.c */
 void sm__signal_on_frame(session_t *s, const sm_frame_t *f, const json_t *root);

@@ -26,6 +26,7 @@
 #include "reactor/worker.h"
 #include "rooms/room.h"
 #include "session/session_internal.h"
+#include "cloud/cloudflare.h"
 #include "store/store.h"
 
 #define SM_ROOM_MAX_OFFER 30000
@@ -46,6 +47,18 @@ static void broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char
         sm_reply_str(&r, "client_id", client_id);
     if (reason)
         sm_reply_str(&r, "reason", reason);
+    if (res->pub_sid && res->n_pub) {
+        /* cloudflare mode: the publications that stopped with this member */
+        json_t *list = json_array();
+        for (size_t i = 0; i < res->n_pub; i++) {
+            json_t *o = json_object();
+            json_object_set_new(o, "session_id", json_string(res->pub_sid));
+            json_object_set_new(o, "track_name", json_string(res->pub[i].track_name));
+            json_array_append_new(list, o);
+        }
+        sm_reply_json(&r, "tracks", list);
+        json_decref(list);
+    }
     sm_reply_int(&r, "timestamp", sm_clock_wall_ms());
     sm_obuf_t *b = sm_reply_finish(&r, NULL);
     if (b == NULL)
@@ -155,18 +168,50 @@ static int submit_put_room(op_t *op)
     return rc;
 }
 
-static void create_failed(op_t *op, int status)
+/* ERROR for a create/join that did not happen. */
+static void op_error(op_t *op, int status)
 {
     session_t *s = op->s;
-    sm_sessions_t *ss = op->ss;
-    sm_rooms_create_done(ss->srv->rooms, op->room_id, false);
-    if (status == SM_ECONFLICT)
+    switch (status) {
+    case SM_ECONFLICT:
         sm__sess_error(s, op->uuid, 409, "room already exists", "room_id", op->room_id);
-    else
+        break;
+    case SM_ENOTFOUND:
+        sm__sess_error(s, op->uuid, 404, "room not found", "room_id", op->room_id);
+        break;
+    case SM_EFULL:
+        sm__sess_error(s, op->uuid, 503, "too many SFU sessions on this server "
+                       "(limits.max_sfu_sessions)", "room_id", op->room_id);
+        break;
+    case SM_EINVAL:
+        sm__sess_error(s, op->uuid, 400, "the SFU refused the session description",
+                       "room_id", op->room_id);
+        break;
+    default:
         sm__sess_error(s, op->uuid, 503, "room store unavailable, try again later", "room_id",
                        op->room_id);
+    }
+}
+
+void sm__rooms_create_failed(op_t *op, int status)
+{
+    session_t *s = op->s;
+    sm_rooms_create_done(op->ss->srv->rooms, op->room_id, false, NULL);
+    op_error(op, status);
     sm__sess_op_free(op);
     sm__sess_op_done(s);
+}
+
+static void create_failed(op_t *op, int status)
+{
+    sm__sfu_discard(op);
+    sm__rooms_create_failed(op, status);
+}
+
+void sm__rooms_create_store(op_t *op)
+{
+    if (submit_put_room(op) != 0)
+        create_failed(op, SM_EUNAVAIL);
 }
 
 static void on_stale_room_deleted(int status, const sm_store_result_t *res, void *arg)
@@ -243,11 +288,13 @@ static void on_create_member(int status, const sm_store_result_t *res, void *arg
     sm_worker_op_end(ss->w);
     if (status != 0) {
         ff_delete_room(ss, op->room_id);
-        sm_rooms_create_done(ss->srv->rooms, op->room_id, false);
-        sm__sess_error(s, op->uuid, 503, "room store unavailable, try again later", "room_id",
-                       op->room_id);
+        create_failed(op, SM_EUNAVAIL);
+        return;
     } else {
-        sm_rooms_create_done(ss->srv->rooms, op->room_id, true);
+        sm_room_sfu_t sfu;
+        sm__sfu_state(op, &sfu);
+        sm_rooms_create_done(ss->srv->rooms, op->room_id, true, &sfu);
+        sm__sfu_committed(op);
         char created[40];
         sm_clock_rfc3339(sm_clock_wall_ms(), created, sizeof created);
         sm_reply_t r;
@@ -260,18 +307,22 @@ static void on_create_member(int status, const sm_store_result_t *res, void *arg
         sm_reply_int(&r, "max_participants", op->step);
         const char *const participants[] = {s->client_id, NULL};
         sm_reply_str_array(&r, "participants", participants);
-        sm_reply_open(&r, "connection_info");
-        sm_reply_str(&r, "room_id", op->room_id);
-        sm_reply_str(&r, "role", "sender");
-        sm_reply_str(&r, "session_id", s->session_id);
-        sm_reply_str(&r, "status", "connected");
-        sm_reply_str(&r, "mode", "p2p");
-        sm_reply_open(&r, "metadata");
-        sm_reply_str(&r, "session_id", s->session_id);
-        sm_reply_str(&r, "created_at", created);
-        sm_reply_str(&r, "client_id", s->client_id);
-        sm_reply_close(&r);
-        sm_reply_close(&r);
+        if (op->sfu) {
+            sm__sfu_ack_create(op, &r);
+        } else {
+            sm_reply_open(&r, "connection_info");
+            sm_reply_str(&r, "room_id", op->room_id);
+            sm_reply_str(&r, "role", "sender");
+            sm_reply_str(&r, "session_id", s->session_id);
+            sm_reply_str(&r, "status", "connected");
+            sm_reply_str(&r, "mode", "p2p");
+            sm_reply_open(&r, "metadata");
+            sm_reply_str(&r, "session_id", s->session_id);
+            sm_reply_str(&r, "created_at", created);
+            sm_reply_str(&r, "client_id", s->client_id);
+            sm_reply_close(&r);
+            sm_reply_close(&r);
+        }
         sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_ROOM_CREATE_ACK, 0, 0);
         sm_events_emit(ss->srv->events, "room.created", s->client_id, op->room_id,
                        s->session_id);
@@ -288,6 +339,17 @@ void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
     if (sm_payload_validate_room_create(root, &p, &perr) != 0) {
         sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
+    }
+    if (sm__sfu_enabled(ss)) {
+        sm_sdp_media_t probe[1];
+        if (p.offer_sdp.ptr == NULL ||
+            sm__sfu_publishable(p.offer_sdp.ptr, p.offer_sdp.len, probe, 1) == 0) {
+            sm__sess_bad_frame(s, f->uuid,
+                               "offer_sdp: an SDP offer with audio or video to publish is "
+                               "required in cloudflare mode",
+                               "offer_sdp");
+            return;
+        }
     }
     /* The offer goes back out in the first joiner's ROOM_JOIN_ACK next to up
      * to 256 participant ids: this bound keeps that ACK within 64 KiB. */
@@ -310,7 +372,9 @@ void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
     }
     int cap = (int)ss->cfg->webrtc_max_participants;
     int maxp = p.max_participants > 0 && p.max_participants < cap ? (int)p.max_participants : cap;
-    char *offer = p.offer_sdp.ptr ? sm__sess_dup(p.offer_sdp) : NULL;
+    /* p2p: the creator's offer is handed to the first joiner; in cloudflare
+     * mode the SFU answers it instead. */
+    char *offer = p.offer_sdp.ptr && !sm__sfu_enabled(ss) ? sm__sess_dup(p.offer_sdp) : NULL;
     sm_member_ref_t m = me(s);
     int rc = sm_rooms_create(ss->srv->rooms, room_id, &m, maxp, offer, (int64_t)sm_clock_mono_ms());
     free(offer);
@@ -328,14 +392,11 @@ void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
     op->step = maxp;
     op->meta_json = p.metadata ? json_dumps(p.metadata, JSON_COMPACT) : NULL;
     op->registered_at_ms = sm_clock_wall_ms(); /* the room's created_at */
-    if (submit_put_room(op) != 0) {
-        sm_rooms_create_done(ss->srv->rooms, room_id, false);
-        sm__sess_op_free(op);
-        sm__sess_error(s, f->uuid, 503, "room store unavailable, try again later", "room_id",
-                       room_id);
-        return;
-    }
     s->op = op;
+    if (sm__sfu_enabled(ss))
+        sm__sfu_create(op, p.offer_sdp.ptr, p.offer_sdp.len);
+    else
+        sm__rooms_create_store(op);
 }
 
 /* ---- ROOM_JOIN ---- */
@@ -352,19 +413,20 @@ static void on_join_member(int status, const sm_store_result_t *res, void *arg)
     if (status == SM_ECONFLICT)
         status = 0;
     sm_room_result_t rr;
+    sm_room_sfu_t sfu;
+    sm__sfu_state(op, &sfu);
     bool committed = sm_rooms_join_done(ss->srv->rooms, op->room_id, s->client_id, op->serial,
-                                        status == 0, &rr);
+                                        status == 0, &sfu, &rr);
     if (status == 0 && !committed) {
         /* The room closed while the store wrote the membership. */
         ff_remove_member(ss, op->room_id, s->client_id);
         status = SM_ENOTFOUND;
     }
-    if (status == SM_ENOTFOUND) {
-        sm__sess_error(s, op->uuid, 404, "room not found", "room_id", op->room_id);
-    } else if (status != 0) {
-        sm__sess_error(s, op->uuid, 503, "room store unavailable, try again later", "room_id",
-                       op->room_id);
+    if (status != 0) {
+        sm__sfu_discard(op);
+        op_error(op, status == SM_ENOTFOUND ? SM_ENOTFOUND : SM_EUNAVAIL);
     } else {
+        sm__sfu_committed(op);
         sm_reply_t r;
         sm_reply_begin(&r, SM_MSG_ROOM_JOIN_ACK, op->uuid);
         sm_reply_str(&r, "version", SM_PROTO_VERSION);
@@ -378,6 +440,8 @@ static void on_join_member(int status, const sm_store_result_t *res, void *arg)
         free(list);
         if (rr.offer_sdp)
             sm_reply_str(&r, "offer_sdp", rr.offer_sdp);
+        if (op->sfu)
+            sm__sfu_ack_join(op, &r);
         int err = 0;
         sm_obuf_t *b = sm_reply_finish(&r, &err);
         if (b)
@@ -385,6 +449,7 @@ static void on_join_member(int status, const sm_store_result_t *res, void *arg)
         else
             sm__sess_error(s, op->uuid, 413, "reply too large", "room_id", op->room_id);
         broadcast(ss, &rr, "participant_joined", op->room_id, s->client_id, NULL);
+        sm__sfu_announce(op, &rr);
         sm_rooms_touch(ss->srv->rooms, op->room_id, strlen(op->room_id),
                        (int64_t)sm_clock_mono_ms());
         sm_events_emit(ss->srv->events, "room.joined", s->client_id, op->room_id, s->session_id);
@@ -405,6 +470,11 @@ void sm__rooms_on_join(session_t *s, const sm_frame_t *f, const json_t *root)
     }
     if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
         return;
+    if (sm__sfu_enabled(ss) && p.offer_sdp.ptr &&
+        sm_sdp_media(p.offer_sdp.ptr, p.offer_sdp.len, NULL, 0) < 0) {
+        sm__sess_bad_frame(s, f->uuid, "offer_sdp: not an SDP offer", "offer_sdp");
+        return;
+    }
     char *room_id = sm__sess_dup(p.room_id);
     sm_member_ref_t m = me(s);
     int rc = sm_rooms_join(ss->srv->rooms, room_id, &m);
@@ -420,17 +490,35 @@ void sm__rooms_on_join(session_t *s, const sm_frame_t *f, const json_t *root)
     }
     op_t *op = sm__sess_op_new(s, OP_ROOM_JOIN, f->uuid);
     op->room_id = room_id;
-    if (sm_store_add_member(ss->srv->store, room_id, s->client_id, "receiver",
+    s->op = op;
+    if (sm__sfu_enabled(ss))
+        sm__sfu_join(op, p.offer_sdp.ptr, p.offer_sdp.len);
+    else
+        sm__rooms_join_store(op);
+}
+
+void sm__rooms_join_failed(op_t *op, int status)
+{
+    session_t *s = op->s;
+    sm_room_result_t rr;
+    sm_rooms_join_done(op->ss->srv->rooms, op->room_id, s->client_id, op->serial, false, NULL,
+                       &rr);
+    sm_room_result_free(&rr);
+    op_error(op, status);
+    sm__sess_op_free(op);
+    sm__sess_op_done(s);
+}
+
+void sm__rooms_join_store(op_t *op)
+{
+    sm_sessions_t *ss = op->ss;
+    if (sm_store_add_member(ss->srv->store, op->room_id, op->client_id, "receiver",
                             sm_worker_taskq(ss->w), on_join_member, op) != 0) {
-        sm_room_result_t rr;
-        sm_rooms_join_done(ss->srv->rooms, room_id, s->client_id, s->serial, false, &rr);
-        sm_room_result_free(&rr);
-        sm__sess_error(s, f->uuid, 503, "room store unavailable, try again later", "room_id",
-                       room_id);
-        sm__sess_op_free(op);
+        sm__sfu_discard(op);
+        sm__rooms_join_failed(op, SM_EUNAVAIL);
         return;
     }
-    begin_op(s, op);
+    sm_worker_op_begin(ss->w);
 }
 
 /* ---- ROOM_LEAVE and leaving on the way out ---- */
@@ -446,6 +534,8 @@ static int leave_room(sm_sessions_t *ss, const char *room_id, const char *client
         return rc;
     *closed = rr.closed;
     broadcast(ss, &rr, "participant_left", room_id, client_id, NULL);
+    if (sm__sfu_enabled(ss))
+        sm__sfu_close_left(ss, &rr);
     sm_events_emit(ss->srv->events, "room.left", client_id, room_id, session_id);
     if (rr.closed)
         sm_events_emit(ss->srv->events, "room.closed", NULL, room_id, NULL);
@@ -541,6 +631,8 @@ void sm__rooms_reap(sm_sessions_t *ss)
         SM_LOG(SM_LOG_INFO, SM_MSG("idle room closed"), SM_STR("room_id", res[i].room_id),
                SM_UINT("members", res[i].n_participants));
         broadcast(ss, &res[i], "room_closed", res[i].room_id, NULL, "idle");
+        if (sm__sfu_enabled(ss))
+            sm__sfu_close_all(ss, &res[i]);
         sm_events_emit(ss->srv->events, "room.closed", NULL, res[i].room_id, NULL);
         ff_delete_room(ss, res[i].room_id);
     }
