@@ -108,7 +108,7 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(UNIT_SUPPORT_OBJS) $(LIBSM) $(LIBSMPROTO
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CPPFLAGS) -Itests/unit $(PKG_CFLAGS) -DSM_VERSION='"$(VERSION)"' $(CFLAGS) \
 	    -DSM_SOURCE_DIR='"$(CURDIR)"' \
-	    $(foreach s,$(shell sed -n 's/.*WRAP: *//p' $<),-Wl,--wrap=$(s)) \
+	    $(foreach s,$(shell sed -n 's/.*WRAP: *\([^*]*\).*/\1/p' $<),-Wl,--wrap=$(s)) \
 	    $(LDFLAGS) -o $@ $< $(UNIT_SUPPORT_OBJS) $(LIBSM) $(LIBSMPROTO) $(LDLIBS) -lcmocka
 
 run: deps $(BIN)
@@ -153,4 +153,4 @@ clean:
 # Component makefiles (fuzzing, benchmarks, ...) add their own targets.
 include $(sort $(wildcard mk/*.mk))
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)

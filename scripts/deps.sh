@@ -11,8 +11,9 @@ pkgs="build-essential pkg-config libuv1-dev libwslay-dev node-llhttp libjansson-
 libcurl4-openssl-dev libmbedtls-dev libinih-dev libcmocka-dev libsqlite3-dev nodejs npm"
 if [ "$mode" = test ]; then
     # sqlite3: the integration tests lock the database with the CLI;
-    # chromium: the end-to-end browser test (driven by playwright-core).
-    pkgs="$pkgs sqlite3 chromium valgrind"
+    # chromium: the end-to-end browser test (driven by playwright-core);
+    # prometheus: for promtool (metrics tests); Debian ships no smaller package with it.
+    pkgs="$pkgs sqlite3 chromium valgrind prometheus"
 fi
 
 missing=""

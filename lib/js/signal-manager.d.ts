@@ -47,6 +47,13 @@ export declare const ClientState: Readonly<{
 }>;
 export type ClientStateValue = (typeof ClientState)[keyof typeof ClientState];
 
+/** SFU mode: most tracks (pull) or mids (close) one SESSION_UPDATE may carry: 64. */
+export declare const MAX_SFU_TRACKS: 64;
+
+/** SESSION_UPDATE actions (SFU mode). */
+export declare const SessionAction: Readonly<{ ANSWER: 'answer'; PULL: 'pull'; CLOSE: 'close' }>;
+export type SessionActionValue = (typeof SessionAction)[keyof typeof SessionAction];
+
 /** Close codes after which the client does not reconnect: 1002, 1003, 1008, 1009, 4409. */
 export declare const NO_RECONNECT_CLOSE_CODES: readonly number[];
 
@@ -161,20 +168,111 @@ export interface Ack {
     [key: string]: unknown;
 }
 
+/* SFU mode (webrtc.mode = cloudflare): docs/protocol.md 10.13. */
+
+/** A publication: the publisher's SFU session and a track name (what tracks_published lists). */
+export interface SfuPublication {
+    session_id: string;
+    track_name: string;
+}
+
+/** A per-track SFU failure inside a successful reply. */
+export interface SfuTrackError {
+    /** The SFU's errorCode, e.g. "not_found_track_error" (publisher not sending yet). */
+    code: string;
+    description?: string;
+}
+
+/** A track published by this client: its name and its mid in the client's offer. */
+export interface SfuPublishedTrack {
+    track_name: string;
+    mid: string;
+    error?: SfuTrackError;
+}
+
+/** A track pulled into a subscribe session; `mid` is "" when `error` is set. */
+export interface SfuPulledTrack extends SfuPublication {
+    /** mid of the track in the subscribe session's SDP (the SFU's offer). */
+    mid: string;
+    error?: SfuTrackError;
+}
+
+export interface ConnectionInfo {
+    room_id: string;
+    role: 'sender' | string;
+    /** p2p: the signaling session id; cloudflare: the publish SFU session id. */
+    session_id: string;
+    /** p2p: "connected"; cloudflare: "connecting". */
+    status: string;
+    mode: 'p2p' | 'cloudflare';
+    /** cloudflare only: the Calls app id. */
+    app_id?: string;
+    /** cloudflare only: the creator's published tracks. */
+    tracks?: SfuPublishedTrack[];
+    metadata: { session_id: string; created_at: string; client_id: string; [key: string]: unknown };
+    [key: string]: unknown;
+}
+
 export interface RoomCreateAck extends Ack {
     room_id: string;
     session_id?: string;
-    connection_info?: Record<string, unknown>;
+    max_participants?: number;
+    participants?: string[];
+    connection_info?: ConnectionInfo;
+    /** cloudflare: the SFU's answer to offerSdp. */
     answer_sdp?: string;
+    /** cloudflare: the creator's subscribe SFU session (nothing pulled yet). */
+    subscribe?: { session_id: string };
 }
 
 export interface RoomJoinAck extends Ack {
     room_id: string;
     session_id?: string;
     participants: string[];
+    /** p2p: the creator's offer, first joiner only. */
     offer_sdp?: string;
-    publish?: Record<string, unknown>;
-    subscribe?: Record<string, unknown>;
+    /** cloudflare, join with an offer: the joiner's publish session. */
+    publish?: { session_id: string; answer_sdp: string; tracks: SfuPublishedTrack[] };
+    /**
+     * cloudflare: the joiner's subscribe session with every publication pulled;
+     * offer_sdp is the SFU's offer (null when nothing could be pulled): answer it
+     * with answerSubscription().
+     */
+    subscribe?: { session_id: string; offer_sdp: string | null; tracks: SfuPulledTrack[] };
+}
+
+/** Structured SESSION_UPDATE (checked locally before sending). */
+export type SessionUpdateRequest =
+    | { sessionId: string; action: 'answer'; answerSdp: string }
+    | { sessionId: string; action: 'pull';
+        tracks: Array<{ sessionId: string; trackName: string } | SfuPublication> }
+    | { sessionId: string; action: 'close'; mids: string[] };
+
+/** Raw SESSION_UPDATE wire payload (sent as given, plus `version`). */
+export interface RawSessionUpdate {
+    session_id: string;
+    action: string;
+    answer_sdp?: string;
+    tracks?: SfuPublication[];
+    mids?: string[];
+    [key: string]: unknown;
+}
+
+export interface SessionUpdateAck extends Ack {
+    status: 200;
+    session_id: string;
+    action: 'answer' | 'pull' | 'close';
+    /** pull: the SFU's offer for the pulled tracks (null when none could be pulled). */
+    offer_sdp?: string | null;
+    /** pull: SfuPulledTrack[]; close: [{mid, error?}] where error is the SFU's errorCode. */
+    tracks?: SfuPulledTrack[] | Array<{ mid: string; error?: string }>;
+}
+
+export interface SfuSessions {
+    /** Publish SFU session; null after a join without an offer. */
+    publish: string | null;
+    /** Subscribe SFU session (pulls). */
+    subscribe: string;
 }
 
 /* ---- events ---- */
@@ -187,7 +285,15 @@ export interface RoomEvent {
     event: 'participant_joined' | 'participant_left' | 'room_closed' | 'tracks_published' | string;
     room_id?: string;
     client_id?: string;
-    tracks?: Array<Record<string, unknown>>;
+    /**
+     * cloudflare: tracks_published - the new publications (pull them with
+     * pullTracks()); participant_left - the publications that stopped with
+     * the member (absent when it published nothing).
+     */
+    tracks?: SfuPublication[];
+    /** room_closed: "idle". */
+    reason?: string;
+    timestamp?: number;
     [key: string]: unknown;
 }
 
@@ -234,6 +340,12 @@ export interface ReconnectedEvent {
     failedRooms: Array<{ roomId: string; error: SignalManagerError }>;
     /** Set when the fallback REGISTER was refused. */
     registerError?: SignalManagerError;
+    /**
+     * Fallback path: the ROOM_JOIN_ACK (or ROOM_CREATE_ACK when re-created) of
+     * each re-joined room.  In SFU mode they hold new SFU sessions (and an SFU
+     * offer to answer); empty when resumed.
+     */
+    roomAcks: Record<string, RoomJoinAck | RoomCreateAck>;
     attempts: number;
     sessionId: string | null;
 }
@@ -315,14 +427,25 @@ export interface RegisterOptions {
 
 export interface CreateRoomOptions {
     roomId?: string;
+    /** p2p: kept for the first joiner; cloudflare: required, published to the SFU. */
     offerSdp?: string;
     metadata?: Record<string, unknown>;
     capabilities?: string[];
+    /** ms for this call instead of requestTimeout. */
+    timeout?: number;
 }
 
 export interface JoinRoomOptions {
     metadata?: Record<string, unknown>;
+    /** cloudflare: tracks to publish (else subscribe only); p2p: ignored by the server. */
     offerSdp?: string;
+    /** ms for this call instead of requestTimeout. */
+    timeout?: number;
+}
+
+export interface CallOptions {
+    /** ms for this call instead of requestTimeout. */
+    timeout?: number;
 }
 
 export declare class SignalManagerClient extends Emitter<ClientEvents> {
@@ -336,6 +459,8 @@ export declare class SignalManagerClient extends Emitter<ClientEvents> {
     readonly resumeToken: string | null;
     readonly registered: boolean;
     readonly rooms: string[];
+    /** SFU mode: this client's SFU sessions in the room, or null. */
+    sfuSessions(roomId: string): SfuSessions | null;
 
     connect(): Promise<ConnectAck>;
     register(opts?: RegisterOptions): Promise<Ack>;
@@ -346,8 +471,15 @@ export declare class SignalManagerClient extends Emitter<ClientEvents> {
     /** Resolves with the SIGNAL's uuid once sent; later ERRORs come as 'error' events. */
     signal(targetClientId: string, type: string, data?: unknown, opts?: { roomId?: string | null }): Promise<string>;
     signalBinary(targetClientId: string, bytes: BinaryLike): Promise<string>;
-    /** SFU mode: SESSION_UPDATE; resolves with the SESSION_UPDATE_ACK payload. */
-    sessionUpdate(payload: Record<string, unknown>): Promise<Ack>;
+    /** SFU mode: SESSION_UPDATE (structured or raw form); resolves with the SESSION_UPDATE_ACK payload. */
+    sessionUpdate(payload: SessionUpdateRequest | RawSessionUpdate, opts?: CallOptions): Promise<SessionUpdateAck>;
+    /** SFU mode: answer an SFU offer (SESSION_UPDATE action "answer"). */
+    answerSubscription(sessionId: string, answerSdp: string, opts?: CallOptions): Promise<SessionUpdateAck>;
+    /** SFU mode: pull publications into a subscribe session (action "pull"); answer the ACK's offer_sdp. */
+    pullTracks(sessionId: string, tracks: Array<{ sessionId: string; trackName: string } | SfuPublication>,
+        opts?: CallOptions): Promise<SessionUpdateAck>;
+    /** SFU mode: close tracks by mid (action "close"). */
+    closeTracks(sessionId: string, mids: string[], opts?: CallOptions): Promise<SessionUpdateAck>;
     ping(): Promise<{ timestamp: number; serverTime: number; rtt: number }>;
     /** Any request type; resolves with its ACK payload (or the uuid with noReply). */
     request(type: number, payload: Record<string, unknown>, opts?: { timeout?: number; noReply?: boolean }): Promise<any>;

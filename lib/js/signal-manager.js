@@ -106,6 +106,16 @@ const ACK_OF = new Map([
 
 const ID_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
 
+/** SFU mode: most tracks or mids one SESSION_UPDATE may carry (the SFU's per-request limit). */
+export const MAX_SFU_TRACKS = 64;
+
+/** SESSION_UPDATE actions (SFU mode, webrtc.mode = cloudflare). */
+export const SessionAction = Object.freeze({
+    ANSWER: 'answer',
+    PULL: 'pull',
+    CLOSE: 'close',
+});
+
 /** True when `id` is a valid client_id / room_id: 1-128 chars of [A-Za-z0-9._:@-]. */
 export function isValidId(id) {
     return typeof id === 'string' && ID_RE.test(id);
@@ -498,6 +508,53 @@ export class Emitter {
 }
 
 /* ------------------------------------------------------------------------ */
+/* SFU mode: SESSION_UPDATE payloads                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Wire payload of a structured SESSION_UPDATE ({sessionId, action, answerSdp,
+ * tracks, mids}); throws a local 400 naming the field.  Tracks are sent as
+ * {session_id, track_name}, from either spelling.
+ */
+function sessionUpdateBody(p) {
+    const bad = (field, msg) => localError(400, `${field}: ${msg}`, { details: { field } });
+    if (!isValidId(p.sessionId))
+        throw bad('sessionId', 'must be 1-128 characters of [A-Za-z0-9._:@-]');
+    const body = { session_id: p.sessionId, action: p.action };
+    switch (p.action) {
+    case SessionAction.ANSWER:
+        if (typeof p.answerSdp !== 'string' || p.answerSdp === '')
+            throw bad('answerSdp', 'the SDP answer (a non-empty string) is required for action "answer"');
+        body.answer_sdp = p.answerSdp;
+        break;
+    case SessionAction.PULL: {
+        const t = p.tracks;
+        if (!Array.isArray(t) || t.length === 0 || t.length > MAX_SFU_TRACKS)
+            throw bad('tracks', `1-${MAX_SFU_TRACKS} tracks are required for action "pull"`);
+        body.tracks = t.map((x, i) => {
+            const sid = x && typeof x === 'object' ? x.sessionId ?? x.session_id : undefined;
+            const name = x && typeof x === 'object' ? x.trackName ?? x.track_name : undefined;
+            if (!isValidId(sid) || typeof name !== 'string' || name === '')
+                throw bad(`tracks[${i}]`, 'needs the publisher\'s sessionId and a trackName');
+            return { session_id: sid, track_name: name };
+        });
+        break;
+    }
+    case SessionAction.CLOSE: {
+        const m = p.mids;
+        if (!Array.isArray(m) || m.length === 0 || m.length > MAX_SFU_TRACKS ||
+            m.some((x) => typeof x !== 'string' || x === ''))
+            throw bad('mids', `1-${MAX_SFU_TRACKS} non-empty mid strings are required for action "close"`);
+        body.mids = [...m];
+        break;
+    }
+    default:
+        throw bad('action', 'must be "answer", "pull" or "close"');
+    }
+    return body;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Client                                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -583,6 +640,7 @@ export class SignalManagerClient extends Emitter {
         this._recentSignals = new Map(); /* uuid -> context, for late ERRORs */
         this._registerOptions = null; /* non-null while registered: replayed on reconnect */
         this._rooms = new Map();      /* roomId -> {metadata (join), roomMetadata (create)} */
+        this._sfu = new Map();        /* roomId -> {publish, subscribe}: SFU session ids (cloudflare mode) */
         this._resumeToken = null;
         this._connectAck = null;
         this._heartbeatTimer = null;
@@ -602,6 +660,17 @@ export class SignalManagerClient extends Emitter {
     get registered() { return this._registerOptions !== null; }
     /** Ids of the rooms this client is a member of (as far as it knows). */
     get rooms() { return [...this._rooms.keys()]; }
+
+    /**
+     * SFU mode: the client's SFU session ids in `roomId`, from the last
+     * ROOM_CREATE_ACK / ROOM_JOIN_ACK for it: `{ publish, subscribe }`
+     * (`publish` is null after a join without an offer).  null when the
+     * client is not in the room or the room is not an SFU room.
+     */
+    sfuSessions(roomId) {
+        const s = this._sfu.get(roomId);
+        return s ? { ...s } : null;
+    }
 
     /* ---- public API ---- */
 
@@ -658,17 +727,23 @@ export class SignalManagerClient extends Emitter {
         });
         this._registerOptions = null;
         this._rooms.clear();
+        this._sfu.clear();
         if (this._state === ClientState.REGISTERED)
             this._setState(ClientState.CONNECTED);
         return ack;
     }
 
     /**
-     * ROOM_CREATE { roomId?, offerSdp?, metadata?, capabilities? }.  Resolves
-     * with the ROOM_CREATE_ACK payload (its room_id is the room's id).
+     * ROOM_CREATE { roomId?, offerSdp?, metadata?, capabilities?, timeout? }.
+     * Resolves with the ROOM_CREATE_ACK payload (its room_id is the room's
+     * id).  SFU mode (offerSdp required there): the ACK also has `answer_sdp`
+     * (the SFU's answer to offerSdp), `connection_info` (`session_id` = the
+     * publish SFU session, `tracks`) and `subscribe.session_id`; both ids are
+     * kept for sfuSessions().  `timeout` (ms) overrides requestTimeout for this
+     * call (SFU calls can take long: the server retries them).
      */
     async createRoom(opts = {}) {
-        const { roomId, offerSdp, metadata, capabilities } = opts;
+        const { roomId, offerSdp, metadata, capabilities, timeout } = opts;
         if (roomId !== undefined && roomId !== null && !isValidId(roomId))
             throw localError(400, 'roomId must be 1-128 characters of [A-Za-z0-9._:@-]');
         const payload = { version: this._opts.version, client_id: this._clientId };
@@ -680,22 +755,30 @@ export class SignalManagerClient extends Emitter {
             payload.capabilities = capabilities;
         if (metadata !== undefined)
             payload.metadata = metadata;
-        const ack = await this._request(MessageType.ROOM_CREATE, payload);
+        const ack = await this._request(MessageType.ROOM_CREATE, payload, { timeout });
         const id = typeof ack.room_id === 'string' ? ack.room_id : roomId;
-        if (id)
+        if (id) {
             this._rooms.set(id, { metadata: undefined, roomMetadata: metadata });
+            this._rememberSfu(id, ack);
+        }
         return ack;
     }
 
     /**
-     * ROOM_JOIN roomId with { metadata?, offerSdp? }.  Resolves with the
-     * ROOM_JOIN_ACK payload ({room_id, session_id, participants, offer_sdp?}).
+     * ROOM_JOIN roomId with { metadata?, offerSdp?, timeout? }.  Resolves with
+     * the ROOM_JOIN_ACK payload ({room_id, session_id, participants,
+     * offer_sdp?}).  SFU mode: also `publish` {session_id, answer_sdp, tracks}
+     * when offerSdp was given, and `subscribe` {session_id, offer_sdp, tracks}
+     * whose offer_sdp (the SFU's offer, or null) must be answered with
+     * answerSubscription(); the session ids are kept for sfuSessions().
      */
     async joinRoom(roomId, opts = {}) {
         if (!isValidId(roomId))
             throw localError(400, 'roomId must be 1-128 characters of [A-Za-z0-9._:@-]');
-        const ack = await this._request(MessageType.ROOM_JOIN, this._joinPayload(roomId, opts));
+        const ack = await this._request(MessageType.ROOM_JOIN, this._joinPayload(roomId, opts),
+            { timeout: opts.timeout });
         this._rooms.set(roomId, { metadata: opts.metadata, roomMetadata: undefined });
+        this._rememberSfu(roomId, ack);
         return ack;
     }
 
@@ -708,10 +791,13 @@ export class SignalManagerClient extends Emitter {
                 version: this._opts.version, client_id: this._clientId, room_id: roomId,
             });
             this._rooms.delete(roomId);
+            this._sfu.delete(roomId);
             return ack;
         } catch (err) {
-            if (!err.local && err.errorCode === 404)
+            if (!err.local && err.errorCode === 404) {
                 this._rooms.delete(roomId);
+                this._sfu.delete(roomId);
+            }
             throw err;
         }
     }
@@ -764,14 +850,63 @@ export class SignalManagerClient extends Emitter {
     }
 
     /**
-     * SFU mode (webrtc.mode = cloudflare): SESSION_UPDATE with the payload of
-     * DECISIONS §6 ({session_id, action:"answer"|"pull"|"close", ...}).
-     * Resolves with the SESSION_UPDATE_ACK payload.  `version` is added.
+     * SFU mode (webrtc.mode = cloudflare): SESSION_UPDATE.  Resolves with the
+     * SESSION_UPDATE_ACK payload ({status, session_id, action, ...}).
+     *
+     * Structured form: { sessionId, action: 'answer'|'pull'|'close',
+     * answerSdp (answer), tracks (pull: [{sessionId, trackName}] or
+     * [{session_id, track_name}], e.g. a tracks_published event's list),
+     * mids (close: strings) }.  It is checked before anything is sent
+     * (local 400: bad id, unknown action, missing answerSdp, empty or more
+     * than MAX_SFU_TRACKS tracks / mids, a track without its publisher's
+     * session id or track name).
+     * Raw form (no `sessionId` key): the wire payload {session_id, action,
+     * answer_sdp?, tracks?, mids?}, sent as given.  Both get `version`.
+     * opts.timeout (ms) overrides requestTimeout.
      */
-    sessionUpdate(payload) {
-        if (!payload || typeof payload !== 'object')
+    sessionUpdate(payload, opts = {}) {
+        if (!payload || typeof payload !== 'object' || Array.isArray(payload))
             return Promise.reject(localError(400, 'sessionUpdate payload must be an object'));
-        return this._request(MessageType.SESSION_UPDATE, { version: this._opts.version, ...payload });
+        let body = payload;
+        if (payload.sessionId !== undefined) {
+            try {
+                body = sessionUpdateBody(payload);
+            } catch (err) {
+                return Promise.reject(err);
+            }
+        }
+        return this._request(MessageType.SESSION_UPDATE, { version: this._opts.version, ...body },
+            { timeout: opts.timeout });
+    }
+
+    /**
+     * SFU mode: send the answer to an SFU offer (a subscribe session's
+     * offer_sdp from ROOM_JOIN_ACK or from pullTracks()) = SESSION_UPDATE
+     * action "answer".  Resolves with the ACK {status, session_id, action}.
+     */
+    answerSubscription(sessionId, answerSdp, opts = {}) {
+        return this.sessionUpdate({ sessionId, action: SessionAction.ANSWER, answerSdp }, opts);
+    }
+
+    /**
+     * SFU mode: pull publications into the subscribe session `sessionId`
+     * (tracks as in a tracks_published event) = SESSION_UPDATE action "pull".
+     * Resolves with the ACK {status, session_id, action, offer_sdp, tracks}:
+     * answer offer_sdp (when not null) with answerSubscription(); items with
+     * `error` were not pulled.  The server may retry for up to
+     * webrtc.cloudflare_timeout while a publisher is not sending yet.
+     */
+    pullTracks(sessionId, tracks, opts = {}) {
+        return this.sessionUpdate({ sessionId, action: SessionAction.PULL, tracks }, opts);
+    }
+
+    /**
+     * SFU mode: stop tracks on one of this client's SFU sessions by mid =
+     * SESSION_UPDATE action "close".  Resolves with the ACK
+     * {status, session_id, action, tracks: [{mid, error?}]}.
+     */
+    closeTracks(sessionId, mids, opts = {}) {
+        return this.sessionUpdate({ sessionId, action: SessionAction.CLOSE, mids }, opts);
     }
 
     /**
@@ -955,8 +1090,10 @@ export class SignalManagerClient extends Emitter {
             this._onSignal(frame, json);
             return;
         case MessageType.ROOM_EVENT:
-            if (json.event === 'room_closed' && typeof json.room_id === 'string')
+            if (json.event === 'room_closed' && typeof json.room_id === 'string') {
                 this._rooms.delete(json.room_id);
+                this._sfu.delete(json.room_id);
+            }
             this.emit('roomEvent', json);
             return;
         default: {
@@ -1117,6 +1254,7 @@ export class SignalManagerClient extends Emitter {
             this._settle(entry, err);
         this._registerOptions = null;
         this._rooms.clear();
+        this._sfu.clear();
         this._resumeToken = null;
         this._setState(ClientState.DISCONNECTED);
     }
@@ -1208,13 +1346,18 @@ export class SignalManagerClient extends Emitter {
      */
     async _restoreSession(ack) {
         const resumed = ack.resumed === true;
-        const result = { resumed, registered: this._registerOptions !== null, rooms: [], failedRooms: [] };
+        const result = { resumed, registered: this._registerOptions !== null, rooms: [], failedRooms: [],
+            roomAcks: {} };
         if (resumed || this._registerOptions === null) {
-            if (!resumed)
+            if (!resumed) {
                 this._rooms.clear();
+                this._sfu.clear();
+            }
             result.rooms = [...this._rooms.keys()];
             return result;
         }
+        /* Not resumed: the server left our rooms and closed our SFU sessions. */
+        this._sfu.clear();
         try {
             await this._request(MessageType.REGISTER, await this._registerPayload(this._registerOptions),
                 { internal: true });
@@ -1236,8 +1379,10 @@ export class SignalManagerClient extends Emitter {
         }
         for (const [roomId, info] of [...this._rooms]) {
             try {
-                await this._rejoinRoom(roomId, info);
+                const roomAck = await this._rejoinRoom(roomId, info);
                 result.rooms.push(roomId);
+                result.roomAcks[roomId] = roomAck;
+                this._rememberSfu(roomId, roomAck);
             } catch (err) {
                 if (err.local)
                     throw err;
@@ -1445,6 +1590,23 @@ export class SignalManagerClient extends Emitter {
         if (o.roomId)
             payload.room_id = o.roomId;
         return payload;
+    }
+
+    /* SFU session ids of a ROOM_CREATE_ACK / ROOM_JOIN_ACK (cloudflare mode). */
+    _rememberSfu(roomId, ack) {
+        const sub = ack && typeof ack.subscribe === 'object' && ack.subscribe !== null
+            ? ack.subscribe.session_id : undefined;
+        if (typeof sub !== 'string') {
+            this._sfu.delete(roomId);
+            return;
+        }
+        let pub = null;
+        if (ack.publish && typeof ack.publish.session_id === 'string')
+            pub = ack.publish.session_id;
+        else if (ack.connection_info && ack.connection_info.mode === 'cloudflare' &&
+            typeof ack.connection_info.session_id === 'string')
+            pub = ack.connection_info.session_id;
+        this._sfu.set(roomId, { publish: pub, subscribe: sub });
     }
 
     _joinPayload(roomId, opts) {

@@ -785,3 +785,9 @@ void sm_rest_client_set_current(sm_rest_client_t *c)
 {
     tl_current = c;
 }
+
+uv_loop_t *sm_rest_client_loop(const sm_rest_client_t *c)
+{
+    assert_owner(c);
+    return c->loop;
+}

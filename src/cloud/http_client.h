@@ -148,6 +148,10 @@ size_t sm_rest_pending(const sm_rest_client_t *c);
  * but must not call sm_rest_* functions on c. */
 void sm_rest_client_set_attempt_hook(sm_rest_client_t *c, sm_rest_attempt_cb fn, void *arg);
 
+/* Loop thread: the loop the client runs on (for modules that defer their
+ * callbacks to it, e.g. gcreds). */
+uv_loop_t *sm_rest_client_loop(const sm_rest_client_t *c);
+
 /* The client of the calling thread (set with sm_rest_client_set_current by
  * the thread that owns it, e.g. each worker at start), or NULL.  The
  * pointer is thread-local; c is not owned by it. */

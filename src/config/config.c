@@ -741,8 +741,13 @@ int sm_config_finish(sm_config_t *c, char *err, size_t errlen)
     char a[32], b[32];
     int rc;
 
-    if (c->server_tls_enabled) {
-        sm__conf_errf(err, errlen, "server.tls_enabled: TLS is not available in this build yet");
+    if (c->server_tls_enabled && c->server_tls_cert_path[0] == '\0') {
+        sm__conf_errf(err, errlen,
+                      "server.tls_cert_path: required when server.tls_enabled = true");
+        return SM_ECONFIG;
+    }
+    if (c->server_tls_enabled && c->server_tls_key_path[0] == '\0') {
+        sm__conf_errf(err, errlen, "server.tls_key_path: required when server.tls_enabled = true");
         return SM_ECONFIG;
     }
     if (c->auth_auth_method.n == 0) {

@@ -10,6 +10,8 @@
  * (clean end or abrupt drop).
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +32,16 @@
 #include "registry/registry.h"
 #include "rooms/room.h"
 #include "store/store.h"
+#include "tls/tls.h"
+#include "core/ratelimit.h"
+#include "reactor/proxy_proto.h"
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void slow_consumer(sm_conn_t *c);
+static void on_plain(void *conn, const uint8_t *data, size_t len);
+static void tls_emit(void *conn, const uint8_t *data, size_t len);
+static void wire_input(sm_conn_t *c, const uint8_t *data, size_t len);
+static void proxy_input(sm_conn_t *c, const uint8_t *data, size_t len);
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -59,6 +68,47 @@ void sm__conn_resume(sm_conn_t *c)
 {
     c->flags &= (uint16_t)~CF_PAUSED;
     start_reading(c);
+}
+
+/* ---- client address ---- */
+
+static void set_peer(sm_conn_t *c, const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        c->peer_family = AF_INET;
+        memcpy(c->peer, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        c->peer_family = AF_INET6;
+        memcpy(c->peer, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    }
+}
+
+static void peer_sockaddr(const sm_conn_t *c, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (c->peer_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        memcpy(&a->sin_addr, c->peer, 4);
+    } else if (c->peer_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        memcpy(&a->sin6_addr, c->peer, 16);
+    }
+}
+
+/* limits.connect_rate per client address (the real one, after PROXY). */
+static void check_connect_rate(sm_conn_t *c)
+{
+    sm_io_thread_t *t = c->io;
+    if (t->connlimit == NULL)
+        return;
+    struct sockaddr_storage ss;
+    peer_sockaddr(c, &ss);
+    if (!sm_iplimit_allow(t->connlimit, (struct sockaddr *)&ss, uv_now(&t->loop))) {
+        c->flags |= CF_RATE_LIMITED;
+        sm_count(&t->counters.connect_rejected_total, 1);
+    }
 }
 
 /* ---- accept ---- */
@@ -89,8 +139,31 @@ void sm__conn_accept(sm_io_thread_t *t)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    c->state = CONN_HTTP;
+    struct sockaddr_storage peer;
+    int plen = sizeof peer;
+    bool trusted = false;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) == 0) {
+        set_peer(c, (struct sockaddr *)&peer);
+        trusted = t->proxy_mode != SM_PROXY_OFF && srv->trusted_proxies &&
+                  sm_cidr_match(srv->trusted_proxies, (struct sockaddr *)&peer);
+    }
     c->http = sm_http_req_new();
+    if (trusted) {
+        c->state = CONN_PROXY; /* the client's address comes in the header */
+    } else {
+        c->state = CONN_HTTP;
+        check_connect_rate(c);
+    }
+    if (t->cfg->server_tls_enabled) {
+        static const sm_tls_io_t tls_io = {.emit = tls_emit, .on_plain = on_plain};
+        sm_tls_ctx_t *ctx = sm_tls_ctx_get();
+        c->tls = ctx ? sm_tls_new(ctx, &tls_io, c) : NULL;
+        sm_tls_ctx_unref(ctx);
+        if (c->tls == NULL) {
+            sm__conn_abort(c, SM_CLOSE_SERVER);
+            return;
+        }
+    }
     sm__io_timer_add(t, c, TL_HANDSHAKE, uv_now(&t->loop) + t->cfg->server_connection_timeout);
     start_reading(c);
 }
@@ -106,7 +179,34 @@ static sm_obuf_t *raw_obuf(const void *data, size_t len)
     return b;
 }
 
+static void queue_wire(sm_conn_t *c, sm_obuf_t *b);
+
+/* Plaintext for the peer: encrypted first on a TLS connection. */
 void sm__conn_queue(sm_conn_t *c, sm_obuf_t *b)
+{
+    if (c->tls == NULL) {
+        queue_wire(c, b);
+        return;
+    }
+    if (!(c->flags & CF_UV_CLOSING) &&
+        sm_tls_write(c->tls, sm_obuf_bytes(b), b->len) == SM_EPROTO)
+        sm__conn_abort(c, SM_CLOSE_ABRUPT);
+    sm_obuf_unref(b);
+}
+
+/* TLS records for the wire (sm_tls_io_t.emit). */
+static void tls_emit(void *conn, const uint8_t *data, size_t len)
+{
+    sm_conn_t *c = conn;
+    sm_obuf_t *b = sm_obuf_new(len);
+    memcpy(sm_obuf_body(b), data, len);
+    b->off = SM_OBUF_HEADROOM;
+    b->len = (uint32_t)len;
+    queue_wire(c, b);
+}
+
+/* Bytes as they go on the wire. */
+static void queue_wire(sm_conn_t *c, sm_obuf_t *b)
 {
     sm_io_thread_t *t = c->io;
     if (c->flags & CF_UV_CLOSING) {
@@ -283,6 +383,8 @@ static void on_close(uv_handle_t *h)
         atomic_fetch_sub_explicit(&srv->ws_open, 1, memory_order_relaxed);
     sm_http_req_free(c->http);
     sm_ws_release(&t->ws, &c->ws);
+    sm_tls_free(c->tls);
+    free(c->pbuf);
     sm__io_slot_free(t, c->slot);
     free(c);
 }
@@ -343,6 +445,8 @@ void sm__conn_close_ws(sm_conn_t *c, uint16_t code, const char *notice_reason, b
         sm__conn_queue(c, notice_frame(notice_reason, code, reconnect));
     }
     sm__conn_queue(c, sm_obuf_new_close(code, notice_reason));
+    if (c->tls)
+        sm_tls_close_notify(c->tls);
     sm_count(&t->counters.closes[sm_metric_close_index(code)], 1);
     c->flags |= CF_CLOSE_SENT;
     c->state = CONN_CLOSING;
@@ -446,6 +550,11 @@ static void do_upgrade(sm_conn_t *c, const uint8_t *rest, size_t rest_len)
 {
     sm_io_thread_t *t = c->io;
     sm_server_t *srv = t->srv;
+    if (c->flags & CF_RATE_LIMITED) {
+        http_respond_close(c, 429, "text/plain; charset=utf-8", "Retry-After: 1\r\n",
+                           "too many connections from this address; slow down\n", 51);
+        return;
+    }
     if (t->draining || atomic_load_explicit(&srv->draining, memory_order_relaxed)) {
         sm_count(&t->counters.rejected_total, 1);
         respond_text(c, 503, "server is shutting down; reconnect to another instance\n");
@@ -605,14 +714,86 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     sm_count(&c->io->counters.bytes_in, (uint64_t)nread);
     const uint8_t *data = (const uint8_t *)buf->base;
+    if (c->state == CONN_PROXY)
+        proxy_input(c, data, (size_t)nread);
+    else
+        wire_input(c, data, (size_t)nread);
+}
+
+/* Bytes from the socket after any PROXY header: TLS, or the plain protocol. */
+static void wire_input(sm_conn_t *c, const uint8_t *data, size_t len)
+{
+    if (len == 0 || (c->flags & CF_UV_CLOSING))
+        return;
+    if (c->tls == NULL) {
+        on_plain(c, data, len);
+        return;
+    }
+    int rc = sm_tls_feed(c->tls, data, len);
+    if (rc == SM_ECLOSED && !(c->flags & CF_UV_CLOSING)) {
+        /* close_notify without a WebSocket close frame: like EOF. */
+        sm__conn_abort(c, c->state == CONN_CLOSING ? (sm_close_reason_t)c->close_reason
+                                                   : SM_CLOSE_ABRUPT);
+    } else if (rc == SM_EPROTO && !(c->flags & CF_UV_CLOSING)) {
+        /* A failed handshake (e.g. plain HTTP on the TLS port) or a bad
+         * record: the alert, if any, is queued; send it, then close. */
+        sm__conn_flush(c);
+        sm__conn_abort(c, SM_CLOSE_ABRUPT);
+    }
+}
+
+#define PROXY_MAX ((size_t)2064) /* largest PROXY v2 header proxy_proto.c accepts */
+
+/* A trusted proxy's connection starts with a PROXY header naming the real
+ * client.  Buffer until it is complete (it is small), then go on with the
+ * bytes after it. */
+static void proxy_input(sm_conn_t *c, const uint8_t *data, size_t len)
+{
+    if (c->pbuf == NULL)
+        c->pbuf = sm_xmalloc(PROXY_MAX);
+    size_t room = PROXY_MAX - c->plen;
+    size_t take = room < len ? room : len;
+    memcpy(c->pbuf + c->plen, data, take);
+    c->plen = (uint16_t)(c->plen + take);
+    sm_proxy_result_t r;
+    int rc = sm_proxy_parse((sm_proxy_mode_t)c->io->proxy_mode, c->pbuf, c->plen, &r);
+    if (rc == SM_EAGAIN && c->plen < PROXY_MAX)
+        return;
+    if (rc != 0) {
+        SM_LOG(SM_LOG_WARN, SM_MSG("bad PROXY header from a trusted proxy"),
+               SM_STR("error", r.error ? r.error : "header too long"));
+        sm__conn_abort(c, SM_CLOSE_SERVER);
+        return;
+    }
+    if (r.has_addr && !r.local)
+        set_peer(c, (struct sockaddr *)&r.src);
+    c->state = CONN_HTTP;
+    check_connect_rate(c);
+    uint8_t *pbuf = c->pbuf;
+    size_t plen = c->plen;
+    c->pbuf = NULL;
+    c->plen = 0;
+    wire_input(c, pbuf + r.consumed, plen - r.consumed);
+    free(pbuf);
+    wire_input(c, data + take, len - take);
+}
+
+/* Bytes of the application protocol (after TLS, when there is TLS). */
+static void on_plain(void *conn, const uint8_t *data, size_t len)
+{
+    sm_conn_t *c = conn;
+    if (c->flags & CF_UV_CLOSING)
+        return;
     switch (c->state) {
+    case CONN_PROXY:
+        break; /* not reached: proxy_input runs first */
     case CONN_HTTP:
-        http_input(c, data, (size_t)nread);
+        http_input(c, data, len);
         break;
     case CONN_WS:
     case CONN_CLOSING:
         if (c->flags & CF_WS)
-            ws_input(c, data, (size_t)nread);
+            ws_input(c, data, len);
         /* HTTP responses being flushed: the peer's extra bytes are dropped. */
         break;
     }

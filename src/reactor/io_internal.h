@@ -31,7 +31,8 @@
 #define SM_CLOSE_GRACE_MS 2000 /* wait this long for the peer's close/EOF */
 
 typedef enum {
-    CONN_HTTP = 0, /* reading the HTTP request */
+    CONN_PROXY = 3, /* reading a PROXY protocol header from a trusted proxy */
+    CONN_HTTP = 0,  /* reading the HTTP request */
     CONN_WS,       /* upgraded */
     CONN_CLOSING,  /* last bytes queued; waiting for flush, then EOF or grace */
 } conn_state_t;
@@ -51,6 +52,7 @@ enum {
     CF_CLOSE_RECV = 0x0200,  /* peer's close frame seen */
     CF_CLOSE_SENT = 0x0400,  /* our close frame queued */
     CF_CLOSE_FLUSH = 0x0800, /* close the socket once output is flushed */
+    CF_RATE_LIMITED = 0x1000, /* over limits.connect_rate: upgrades get 429 */
 };
 
 typedef struct sm_onode_s {
@@ -71,6 +73,11 @@ typedef struct sm_conn_s {
     uint16_t worker;
     sm_http_req_t *http;
     sm_ws_t *ws;
+    struct sm_tls_s *tls; /* wss: this connection's TLS session, else NULL */
+    uint8_t *pbuf;        /* PROXY header bytes so far (CONN_PROXY only) */
+    uint16_t plen;
+    uint8_t peer_family;  /* AF_INET / AF_INET6 of the client (after PROXY) */
+    uint8_t peer[16];     /* its address, for rate limits and logs */
     sm_onode_t *out_head, *out_tail;
     uint32_t out_off;   /* bytes of out_head already written */
     uint32_t out_bytes; /* queued, unwritten bytes */
@@ -125,6 +132,8 @@ struct sm_io_thread_s {
     sm_ws_thread_t ws;
 
     sm_counters_t counters;
+    struct sm_iplimit_s *connlimit; /* per-IP connection buckets (NULL = off) */
+    int proxy_mode;                 /* sm_proxy_mode_t */
 };
 
 /* conn.c */

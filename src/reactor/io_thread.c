@@ -29,6 +29,8 @@
 #include "reactor/io_internal.h"
 #include "reactor/msg.h"
 #include "reactor/worker.h"
+#include "core/ratelimit.h"
+#include "reactor/proxy_proto.h"
 
 /* ---- slots ---- */
 
@@ -500,6 +502,15 @@ sm_io_thread_t *sm_io_thread_new(sm_server_t *srv, unsigned index, int listen_fd
     t->wake_worker = sm_xcalloc(nw, sizeof *t->wake_worker);
     t->rbuf = sm_xmalloc(SM_IO_READ_BUF);
     sm__conn_thread_init(t);
+    /* Per thread: with SO_REUSEPORT one client's connections spread over
+     * the I/O threads, so the effective limit is up to io_threads times the
+     * configured one (docs/configuration.md says so). */
+    if (srv->cfg->limits_connect_rate > 0)
+        t->connlimit = sm_iplimit_new((double)srv->cfg->limits_connect_rate,
+                                      (double)srv->cfg->limits_connect_burst, 65536);
+    sm_proxy_mode_t pm = SM_PROXY_OFF;
+    sm_proxy_mode_parse(srv->cfg->server_proxy_protocol, &pm);
+    t->proxy_mode = (int)pm;
     return t;
 }
 
@@ -556,6 +567,7 @@ void sm_io_thread_join_free(sm_io_thread_t *t)
         free(w);
     }
     sm_ws_thread_destroy(&t->ws);
+    sm_iplimit_free(t->connlimit);
     free(t->dirty);
     free(t->slots);
     free(t->gens);

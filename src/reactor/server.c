@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "auth/auth.h"
+#include "cloud/cloudflare.h"
 #include "core/alloc.h"
 #include "core/assert.h"
 #include "core/clock.h"
@@ -37,12 +38,14 @@
 #include "registry/registry.h"
 #include "rooms/room.h"
 #include "store/store.h"
+#include "tls/tls.h"
+#include "reactor/proxy_proto.h"
 
 #define DRAIN_POLL_MS 10
 
 struct sm_server_priv_s {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_async_t stop_async;
     uv_timer_t drain_timer;
     uint64_t drain_deadline;
@@ -149,6 +152,7 @@ static void stop_threads(sm_server_t *s)
     uv_close((uv_handle_t *)&p->drain_timer, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
+    uv_close((uv_handle_t *)&p->sighup, NULL);
     uv_close((uv_handle_t *)&p->stop_async, NULL);
 }
 
@@ -209,6 +213,30 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_drain(s);
 }
 
+/* SIGHUP: load the certificate and key again; new connections use them,
+ * open ones keep theirs.  A bad file keeps the old pair (and says why). */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    sm_server_t *s = h->data;
+    const sm_config_t *cfg = s->cfg;
+    if (!cfg->server_tls_enabled) {
+        SM_LOG(SM_LOG_INFO, SM_MSG("SIGHUP ignored: TLS is off"));
+        return;
+    }
+    char err[512];
+    sm_tls_ctx_t *tls = NULL;
+    if (sm_tls_ctx_load(cfg->server_tls_cert_path, cfg->server_tls_key_path,
+                        cfg->server_tls_ca_path, &tls, err, sizeof err) != 0) {
+        SM_LOG(SM_LOG_ERROR, SM_MSG("TLS reload failed, keeping the current certificate"),
+               SM_STR("error", err));
+        return;
+    }
+    sm_tls_ctx_swap(tls);
+    SM_LOG(SM_LOG_INFO, SM_MSG("TLS certificate reloaded"),
+           SM_STR("cert", cfg->server_tls_cert_path));
+}
+
 static void on_stop_async(uv_async_t *a)
 {
     begin_drain(a->data);
@@ -232,21 +260,50 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
     atomic_init(&s->draining, false);
     atomic_init(&s->sockets_open, 0);
     atomic_init(&s->ws_open, 0);
+    atomic_init(&s->sfu_sessions, 0);
     SM_ASSERT(uv_loop_init(&p->loop) == 0);
     s->started_at_ms = sm_clock_wall_ms();
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     *out = s;
 
-    /* Keys the table accepts whose backends are not part of this build yet. */
-    if (strcmp(cfg->webrtc_mode, "p2p") != 0) {
-        snprintf(err, errlen, "webrtc.mode: \"%s\" is not available in this build yet",
-                 cfg->webrtc_mode);
-        return SM_ECONFIG;
+    if (strcmp(cfg->webrtc_mode, "cloudflare") == 0) {
+        if (cfg->cloudflare_app_id[0] == '\0') {
+            snprintf(err, errlen, "cloudflare.app_id: required for webrtc.mode=cloudflare");
+            return SM_ECONFIG;
+        }
+        if (cfg->cloudflare_app_token[0] == '\0') {
+            snprintf(err, errlen, "cloudflare.app_token: required for webrtc.mode=cloudflare "
+                                  "(set SIGNAL_MANAGER_CLOUDFLARE_APP_TOKEN)");
+            return SM_ECONFIG;
+        }
+        /* DECISIONS §4: cloudflare_timeout per attempt, 3 attempts 1 s apart. */
+        s->cf = sm_cf_new(cfg->cloudflare_base_url, cfg->cloudflare_app_id,
+                          cfg->cloudflare_app_token, cfg->webrtc_cloudflare_timeout, 3, 1000);
+        if (s->cf == NULL) {
+            snprintf(err, errlen, "cloudflare: app_id, app_token or base_url not usable "
+                                  "(the log line before names which)");
+            return SM_ECONFIG;
+        }
     }
-    if (strcmp(cfg->events_backend, "pubsub") == 0) {
-        snprintf(err, errlen, "events.backend: \"pubsub\" is not available in this build yet");
-        return SM_ECONFIG;
+    if (cfg->server_tls_enabled) {
+        sm_tls_ctx_t *tls = NULL;
+        int trc = sm_tls_ctx_load(cfg->server_tls_cert_path, cfg->server_tls_key_path,
+                                  cfg->server_tls_ca_path, &tls, err, errlen);
+        if (trc != 0)
+            return trc;
+        sm_tls_ctx_swap(tls);
+    }
+    if (cfg->server_trusted_proxies[0] != '\0') {
+        char why[256];
+        if (sm_cidr_parse_list(cfg->server_trusted_proxies, &s->trusted_proxies, why,
+                               sizeof why) != 0) {
+            snprintf(err, errlen, "server.trusted_proxies: %s", why);
+            return SM_ECONFIG;
+        }
+    } else if (strcmp(cfg->server_proxy_protocol, "off") != 0) {
+        SM_LOG(SM_LOG_WARN, SM_MSG("server.proxy_protocol is on but server.trusted_proxies is "
+                                   "empty: no peer may send a PROXY header"));
     }
     int rc = sm_auth_new(cfg, &s->auth, err, errlen);
     if (rc != 0)
@@ -304,6 +361,10 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
     rc = sm_events_open(cfg, &s->events, err, errlen);
     if (rc != 0)
         return rc;
+    /* pubsub: a first access token now, so bad credentials fail the start. */
+    rc = sm_events_check(s->events, err, errlen);
+    if (rc != 0)
+        return rc;
     sm_events_set_instance_id(s->events, s->instance_id);
 
     /* Everything that can fail for a reason an operator can fix is done;
@@ -327,6 +388,9 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
     p->sigterm.data = p->sigint.data = s;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
+    uv_signal_init(&p->loop, &p->sighup);
+    p->sighup.data = s;
+    uv_signal_start(&p->sighup, on_sighup, SIGHUP);
     uv_async_init(&p->loop, &p->stop_async, on_stop_async);
     p->stop_async.data = s;
     uv_timer_init(&p->loop, &p->drain_timer);
@@ -381,6 +445,9 @@ void sm_server_free(sm_server_t *s)
     sm_events_close(s->events);
     sm_registry_free(s->registry);
     sm_rooms_free(s->rooms);
+    sm_cf_free(s->cf);
+    sm_tls_ctx_swap(NULL);
+    sm_cidr_list_free(s->trusted_proxies);
     sm_auth_free(s->auth);
     free(s->io);
     free(s->workers);

@@ -47,6 +47,7 @@ typedef struct sm_server_s {
     int port;                /* real WebSocket port (after binding port 0) */
     int metrics_port; /* real metrics port, -1 when disabled */
     int64_t started_at_ms;
+    struct sm_cidr_list_s *trusted_proxies; /* server.trusted_proxies, or NULL */
 
     /* Shared mutable state (atomics only): */
     _Atomic bool draining;

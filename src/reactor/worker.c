@@ -19,6 +19,7 @@
 #include "cloud/http_client.h"
 #include "core/qfifo.h"
 #include "log/log.h"
+#include "metrics/observe.h"
 #include "reactor/io_thread.h"
 #include "reactor/msg.h"
 #include "session/session.h"
@@ -275,6 +276,8 @@ static void thread_main(void *arg)
     w->rest = sm_rest_client_new(&w->loop);
     SM_ASSERT(w->rest != NULL);
     sm_rest_client_set_current(w->rest);
+    sm_metrics_thread_set(&w->counters);
+    sm_rest_client_set_attempt_hook(w->rest, sm_metrics_rest_attempt, &w->counters);
     w->sessions = sm_sessions_new(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     t_self = NULL;

@@ -649,6 +649,29 @@ int sm_rooms_pulled(sm_rooms_t *r, const char *room_id, const char *client_id, u
     return rc;
 }
 
+int sm_rooms_unpublish(sm_rooms_t *r, const char *room_id, const char *client_id,
+                       uint64_t serial, const char *const *mids, size_t n)
+{
+    int rc = SM_ENOTFOUND;
+    pthread_mutex_lock(&r->lock);
+    member_t *m = member_of(r, room_id, client_id, serial);
+    if (m) {
+        for (size_t i = 0; i < n; i++) {
+            for (size_t k = 0; k < m->n_pub; k++) {
+                if (strcmp(m->pub[k].mid, mids[i]) == 0) {
+                    free(m->pub[k].track_name);
+                    free(m->pub[k].mid);
+                    m->pub[k] = m->pub[--m->n_pub];
+                    break;
+                }
+            }
+        }
+        rc = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
 int sm_rooms_find_sfu_session(sm_rooms_t *r, const char *client_id, uint64_t serial,
                               const char *sid, char **room_id, bool *is_sub)
 {

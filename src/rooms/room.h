@@ -126,6 +126,9 @@ int sm_rooms_set_sub(sm_rooms_t *r, const char *room_id, const char *client_id, 
 /* Add (add=true) or remove pulled mids of a member.  0 or SM_ENOTFOUND. */
 int sm_rooms_pulled(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
                     const char *const *mids, size_t n, bool add);
+/* Drop published tracks (by mid) of a member.  0 or SM_ENOTFOUND. */
+int sm_rooms_unpublish(sm_rooms_t *r, const char *room_id, const char *client_id,
+                       uint64_t serial, const char *const *mids, size_t n);
 /* Which of the member's rooms an SFU session id belongs to.  0 with
  * *room_id (malloc'd), *is_sub and the member's sub session (malloc'd, may
  * be NULL) filled; SM_ENOTFOUND when it is none of the member's sessions. */

@@ -38,6 +38,7 @@
 #include "events/events.h"
 #include "log/log.h"
 #include "metrics/counters.h"
+#include "metrics/observe.h"
 #include "proto/payload.h"
 #include "proto/reply.h"
 #include "reactor/server.h"
@@ -71,6 +72,8 @@ static session_t *session_new(sm_sessions_t *ss, sm_handle_t h)
     s->conn = h;
     s->serial = ++ss->next_serial;
     s->in_table = true;
+    sm_bucket_init(&s->rate, (double)ss->cfg->limits_message_burst,
+                   uv_now(sm_worker_loop(ss->w)));
     sm_hmap_insert(&ss->table, &s->node, sm_hash_u64(h));
     return s;
 }
@@ -151,7 +154,7 @@ op_t *sm__sess_op_new(session_t *s, op_kind_t kind, const uint8_t *uuid)
     op->kind = kind;
     if (uuid)
         memcpy(op->uuid, uuid, sizeof op->uuid);
-    op->client_id = sm_xstrdup(s->client_id);
+    op->client_id = s->client_id ? sm_xstrdup(s->client_id) : NULL;
     memcpy(op->session_id, s->session_id, sizeof op->session_id);
     op->serial = s->serial;
     return op;
@@ -165,6 +168,7 @@ void sm__sess_op_free(op_t *op)
     free(op->caps_json);
     free(op->meta_json);
     free(op->room_id);
+    free(op->resume_token);
     sm__sfu_ctx_free(op->sfu);
     free(op);
 }
@@ -603,6 +607,77 @@ static bool try_resume(session_t *s, sm_payload_str_t token)
     return true;
 }
 
+/* Credentials are good: the session is CONNECTED (or resumed). */
+static void connect_accept(session_t *s, const uint8_t *uuid, char *cid, const char *resume_token,
+                           size_t resume_len)
+{
+    sm_sessions_t *ss = s->ss;
+    if (s->state != ST_AWAITING) {
+        sm__sess_error(s, uuid, 409, "already connected", "client_id", s->client_id);
+        free(cid);
+        return;
+    }
+    s->client_id = cid;
+    s->connected_at_ms = sm_clock_wall_ms();
+    bool resumed = false;
+    if (sm_uuid_v4(s->resume_token) != 0) {
+        sm__sess_error(s, uuid, 500, "internal error", NULL, NULL);
+        free(s->client_id);
+        s->client_id = NULL;
+        return;
+    }
+    if (resume_token)
+        resumed = try_resume(s, (sm_payload_str_t){.ptr = resume_token, .len = resume_len});
+    if (!resumed) {
+        uint8_t sid[SM_PROTO_UUID_SIZE];
+        sm_uuid_v4(sid);
+        sm_uuid_format(sid, s->session_id);
+    }
+    s->state = resumed ? ST_REGISTERED : ST_CONNECTED;
+    char token[2 * sizeof s->resume_token + 1];
+    hex(s->resume_token, sizeof s->resume_token, token);
+
+    static const char *const caps[] = {"websocket", "heartbeat", "webrtc", NULL};
+    sm_reply_t r;
+    sm_reply_begin(&r, SM_MSG_CONNECT_ACK, uuid);
+    sm_reply_int(&r, "status", 200);
+    sm_reply_str(&r, "message", resumed ? "Session resumed" : "Connection established");
+    sm_reply_str(&r, "session_id", s->session_id);
+    sm_reply_str(&r, "server_version", SM_PROTO_VERSION);
+    sm_reply_int(&r, "heartbeat_interval", (int64_t)((ss->cfg->heartbeat_interval + 999) / 1000));
+    sm_reply_str_array(&r, "capabilities", caps);
+    sm_reply_str(&r, "resume_token", token);
+    sm_reply_bool(&r, "resumed", resumed);
+    sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_CONNECT_ACK, SM_OUTF_CONNECTED, 0);
+    sm_events_emit(ss->srv->events, "client.connected", s->client_id, NULL, s->session_id);
+}
+
+/* auth_method=store: the stored SHA-256 of the client's token arrived. */
+static void on_client_fetched(int status, const sm_store_result_t *res, void *arg)
+{
+    op_t *op = arg;
+    session_t *s = op->s;
+    sm_worker_op_end(op->ss->w);
+    uint8_t want[SM_AUTH_DIGEST_LEN];
+    bool ok = status == 0 && res->client && res->client->token_sha256 &&
+              unhex(res->client->token_sha256, strlen(res->client->token_sha256), want,
+                    sizeof want) &&
+              sm_auth_digest_equal(want, op->token_digest);
+    if (ok) {
+        char *cid = op->client_id;
+        op->client_id = NULL;
+        connect_accept(s, op->uuid, cid, op->resume_token,
+                       op->resume_token ? strlen(op->resume_token) : 0);
+    } else if (status != 0 && status != SM_ENOTFOUND) {
+        sm__sess_error(s, op->uuid, 503, "credential store unavailable, try again later",
+                       "client_id", op->client_id);
+    } else {
+        sm__sess_error(s, op->uuid, 401, "invalid credentials", "client_id", op->client_id);
+    }
+    sm__sess_op_free(op);
+    sm__sess_op_done(s);
+}
+
 static void on_connect(session_t *s, const sm_frame_t *f, const json_t *root)
 {
     sm_sessions_t *ss = s->ss;
@@ -615,50 +690,33 @@ static void on_connect(session_t *s, const sm_frame_t *f, const json_t *root)
     char *cid = sm__sess_dup(p.client_id);
     char *tok = sm__sess_dup(p.auth_token);
     int rc = sm_auth_check(ss->srv->auth, cid, tok, (int64_t)time(NULL));
+    if (rc == SM_EAGAIN) {
+        /* auth_method includes "store": compare with the stored hash. */
+        op_t *op = sm__sess_op_new(s, OP_CONNECT_AUTH, f->uuid);
+        free(op->client_id);
+        op->client_id = cid;
+        sm_auth_token_digest(tok, strlen(tok), op->token_digest);
+        free(tok);
+        if (p.resume_token.ptr)
+            op->resume_token = sm__sess_dup(p.resume_token);
+        if (sm_store_get_client(ss->srv->store, cid, sm_worker_taskq(ss->w), on_client_fetched,
+                                op) != 0) {
+            sm__sess_error(s, f->uuid, 503, "credential store unavailable, try again later",
+                           "client_id", cid);
+            sm__sess_op_free(op);
+            return;
+        }
+        sm_worker_op_begin(ss->w);
+        s->op = op;
+        return;
+    }
     free(tok);
     if (rc != 0) {
         sm__sess_error(s, f->uuid, 401, "invalid credentials", "client_id", cid);
         free(cid);
         return;
     }
-    if (s->state != ST_AWAITING) {
-        sm__sess_error(s, f->uuid, 409, "already connected", "client_id", s->client_id);
-        free(cid);
-        return;
-    }
-    s->client_id = cid;
-    s->connected_at_ms = sm_clock_wall_ms();
-    bool resumed = false;
-    if (sm_uuid_v4(s->resume_token) != 0) {
-        sm__sess_error(s, f->uuid, 500, "internal error", NULL, NULL);
-        free(s->client_id);
-        s->client_id = NULL;
-        return;
-    }
-    if (p.resume_token.ptr)
-        resumed = try_resume(s, p.resume_token);
-    if (!resumed) {
-        uint8_t sid[SM_PROTO_UUID_SIZE];
-        sm_uuid_v4(sid);
-        sm_uuid_format(sid, s->session_id);
-    }
-    s->state = resumed ? ST_REGISTERED : ST_CONNECTED;
-    char token[2 * sizeof s->resume_token + 1];
-    hex(s->resume_token, sizeof s->resume_token, token);
-
-    static const char *const caps[] = {"websocket", "heartbeat", "webrtc", NULL};
-    sm_reply_t r;
-    sm_reply_begin(&r, SM_MSG_CONNECT_ACK, f->uuid);
-    sm_reply_int(&r, "status", 200);
-    sm_reply_str(&r, "message", resumed ? "Session resumed" : "Connection established");
-    sm_reply_str(&r, "session_id", s->session_id);
-    sm_reply_str(&r, "server_version", SM_PROTO_VERSION);
-    sm_reply_int(&r, "heartbeat_interval", (int64_t)((ss->cfg->heartbeat_interval + 999) / 1000));
-    sm_reply_str_array(&r, "capabilities", caps);
-    sm_reply_str(&r, "resume_token", token);
-    sm_reply_bool(&r, "resumed", resumed);
-    sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_CONNECT_ACK, SM_OUTF_CONNECTED, 0);
-    sm_events_emit(ss->srv->events, "client.connected", s->client_id, NULL, s->session_id);
+    connect_accept(s, f->uuid, cid, p.resume_token.ptr, p.resume_token.len);
 }
 
 static void on_ping(session_t *s, const sm_frame_t *f, const json_t *root)
@@ -694,6 +752,11 @@ static void on_register(session_t *s, const sm_frame_t *f, const json_t *root)
         return;
     if (s->state == ST_REGISTERED) {
         sm__sess_error(s, f->uuid, 409, "client already registered", "client_id", s->client_id);
+        return;
+    }
+    if (sm_registry_count(ss->srv->registry) >= (size_t)ss->cfg->limits_max_concurrent_registrations) {
+        sm__sess_error(s, f->uuid, 503, "too many registrations on this server", "client_id",
+                       s->client_id);
         return;
     }
     sm_reg_holder_t h = {.serial = s->serial, .conn = s->conn,
@@ -894,11 +957,38 @@ static void run_frames(session_t *s, sm_imsg_t *first)
         session_free(s);
 }
 
+/* limits.message_rate: a frame over the rate gets ERROR 429 and is dropped;
+ * another burst's worth refused in a row means the client does not slow
+ * down: DISCONNECT + close 1008.  Returns false when the frame is dropped. */
+static bool rate_ok(session_t *s, const sm_imsg_t *m)
+{
+    sm_sessions_t *ss = s->ss;
+    if (ss->cfg->limits_message_rate <= 0 ||
+        sm_bucket_take(&s->rate, (double)ss->cfg->limits_message_rate,
+                       (double)ss->cfg->limits_message_burst, uv_now(sm_worker_loop(ss->w)))) {
+        s->rate_refused = 0;
+        return true;
+    }
+    sm_count(&ss->ctr->messages_rate_limited_total, 1);
+    if (++s->rate_refused > (uint32_t)ss->cfg->limits_message_burst) {
+        close_with_notice(s, "rate limit exceeded", 1008, true);
+        return false;
+    }
+    static const uint8_t nil[SM_PROTO_UUID_SIZE];
+    const uint8_t *uuid = m->len >= 18 && m->data[0] == SM_PROTO_START ? m->data + 2 : nil;
+    sm__sess_error(s, uuid, 429, "rate limited: slow down", NULL, NULL);
+    return false;
+}
+
 void sm_sessions_on_frame(sm_sessions_t *ss, sm_handle_t h, sm_imsg_t *m)
 {
     session_t *s = find(ss, h);
     if (s == NULL)
         s = session_new(ss, h);
+    if (!rate_ok(s, m)) {
+        free(m);
+        return;
+    }
     if (s->op != NULL || s->pend_head != NULL) {
         if (s->npend >= MAX_PENDING_FRAMES) {
             free(m);
@@ -924,6 +1014,8 @@ static void session_end(session_t *s)
     sm_sessions_t *ss = s->ss;
     if (!s->ended) {
         s->ended = true;
+        if (s->state != ST_AWAITING)
+            sm_metrics_session_ended(ss->ctr, s->connected_at_ms);
         if (s->state != ST_AWAITING && !s->gone_emitted)
             sm_events_emit(ss->srv->events, "client.disconnected", s->client_id, NULL,
                            s->session_id);

@@ -14,6 +14,7 @@
 #include <sm/proto.h>
 
 #include "core/hmap.h"
+#include "core/ratelimit.h"
 #include "core/list.h"
 #include "core/obuf.h"
 #include "metrics/counters.h"
@@ -37,6 +38,7 @@ typedef enum {
     OP_ROOM_JOIN,
     OP_ROOM_LEAVE,
     OP_SESSION_UPDATE,
+    OP_CONNECT_AUTH, /* auth_method=store: the client's token hash from the store */
 } op_kind_t;
 
 typedef struct session_s session_t;
@@ -60,6 +62,9 @@ typedef struct {
     char *room_id;
     int step;
     struct sm_sfu_ctx_s *sfu; /* cloudflare mode: SFU state of a create/join */
+    /* CONNECT waiting for the store (auth_method=store). */
+    char *resume_token;
+    uint8_t token_digest[32];
 } op_t;
 
 struct session_s {
@@ -85,6 +90,8 @@ struct session_s {
     bool replaced;            /* registration taken over: no cleanup */
     bool gone_emitted;        /* client.disconnected sent */
     bool detach_after_op;     /* connection dropped during a store operation */
+    sm_bucket_t rate;         /* limits.message_rate */
+    uint32_t rate_refused;    /* frames refused in a row */
     sm_list_t dnode;          /* in ss->detached */
     uint64_t detach_deadline;
 };

@@ -188,8 +188,10 @@ static void op_error(op_t *op, int status)
                        "room_id", op->room_id);
         break;
     default:
-        sm__sess_error(s, op->uuid, 503, "room store unavailable, try again later", "room_id",
-                       op->room_id);
+        sm__sess_error(s, op->uuid, 503,
+                       op->sfu ? "room store or SFU unavailable, try again later"
+                               : "room store unavailable, try again later",
+                       "room_id", op->room_id);
     }
 }
 

@@ -210,10 +210,14 @@ static void fail(op_t *op, int err, const char *what)
     SM_LOG(SM_LOG_WARN, SM_MSG("SFU call failed"), SM_STR("step", what),
            SM_STR("room_id", op->room_id), SM_STR("error", sm_strerror(err)));
     sm__sfu_discard(op);
+    /* Only "the SFU refused the SDP" (400) and our own cap (503) are worth
+     * telling apart; 406/410/404 from the SFU are its failures, not a room
+     * that exists or not: 503 like every other SFU failure. */
+    int status = err == SM_EINVAL || err == SM_EFULL ? err : SM_EUNAVAIL;
     if (op->sfu->joining)
-        sm__rooms_join_failed(op, err == SM_EUNAVAIL ? SM_EUNAVAIL : err);
+        sm__rooms_join_failed(op, status);
     else
-        sm__rooms_create_failed(op, err == SM_EUNAVAIL ? SM_EUNAVAIL : err);
+        sm__rooms_create_failed(op, status);
 }
 
 static void on_push(const sm_cf_result_t *r, void *arg)
@@ -523,12 +527,47 @@ static void broadcast_tracks(sm_sessions_t *ss, const sm_room_result_t *res, con
     sm_obuf_unref(b);
 }
 
+/* Was (session_id, track_name) in the publications the join pulled? */
+static bool pulled_already(const sm_sfu_ctx_t *c, const sm_room_pub_t *p)
+{
+    for (size_t i = 0; i < c->n_pubs; i++) {
+        if (strcmp(c->pubs[i].session_id, p->session_id) == 0 &&
+            strcmp(c->pubs[i].track_name, p->track_name) == 0)
+            return true;
+    }
+    return false;
+}
+
 void sm__sfu_announce(op_t *op, const sm_room_result_t *res)
 {
     sm_sfu_ctx_t *c = op->sfu;
-    if (c && c->pub_sid && c->n_pub)
+    if (c == NULL)
+        return;
+    if (c->pub_sid && c->n_pub)
         broadcast_tracks(op->ss, res, "tracks_published", op->room_id, op->client_id, c->pub_sid,
                          c->pub, c->n_pub);
+    /* Publications committed while this join was pulling reached only the
+     * members committed then: tell the joiner about them now, one event per
+     * publisher, so it can pull them (SESSION_UPDATE pull). */
+    sm_room_pub_t *now = NULL;
+    size_t n = sm_rooms_publications(op->ss->srv->rooms, op->room_id, op->client_id, &now);
+    session_t *s = op->s;
+    sm_room_result_t me_only = {.notify = &s->conn, .n_notify = s->conn != SM_HANDLE_NONE};
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        sm_room_track_t missed[MAX_TRACKS];
+        size_t k = 0;
+        while (j < n && strcmp(now[j].client_id, now[i].client_id) == 0) {
+            if (!pulled_already(c, &now[j]) && k < MAX_TRACKS)
+                missed[k++] = (sm_room_track_t){.track_name = now[j].track_name};
+            j++;
+        }
+        if (k > 0)
+            broadcast_tracks(op->ss, &me_only, "tracks_published", op->room_id, now[i].client_id,
+                             now[i].session_id, missed, k);
+        i = j;
+    }
+    sm_room_pubs_free(now, n);
 }
 
 void sm__sfu_close_left(sm_sessions_t *ss, const sm_room_result_t *res)
@@ -682,6 +721,8 @@ static void on_update_done(const sm_cf_result_t *r, void *arg)
         if (u->is_sub)
             sm_rooms_pulled(ss->srv->rooms, u->room_id, s->client_id, s->serial, closed, n,
                             false);
+        else /* stopped publications are not offered to later joiners any more */
+            sm_rooms_unpublish(ss->srv->rooms, u->room_id, s->client_id, s->serial, closed, n);
         sm_reply_str(&rep, "action", "close");
         sm_reply_json(&rep, "tracks", items);
         json_decref(items);
@@ -730,6 +771,25 @@ void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *
             upd_free(u);
             return;
         }
+        /* Each publication to pull: {session_id, track_name} strings. */
+        size_t k;
+        json_t *t;
+        json_array_foreach(p.tracks, k, t)
+        {
+            const char *sid = json_string_value(json_object_get(t, "session_id"));
+            const char *name = json_string_value(json_object_get(t, "track_name"));
+            if (sid == NULL || *sid == '\0' || name == NULL || *name == '\0' ||
+                k >= MAX_TRACKS) {
+                sm__sess_bad_frame(s, f->uuid,
+                                   k >= MAX_TRACKS
+                                       ? "tracks: at most 64 tracks per pull"
+                                       : "tracks: each item needs session_id and track_name "
+                                         "strings",
+                                   "tracks");
+                upd_free(u);
+                return;
+            }
+        }
         u->tracks = json_incref(p.tracks);
         u->deadline = uv_now(sm_worker_loop(ss->w)) + ss->cfg->webrtc_cloudflare_timeout;
         rc = submit_pull(u);
@@ -739,8 +799,16 @@ void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *
         json_t *m;
         json_array_foreach(p.mids, i, m)
         {
-            if (n < MAX_TRACKS)
-                mids[n++] = json_string_value(m);
+            const char *mid = json_string_value(m);
+            if (mid == NULL || *mid == '\0' || n == MAX_TRACKS) {
+                sm__sess_bad_frame(s, f->uuid,
+                                   n == MAX_TRACKS ? "mids: at most 64 mids per close"
+                                                   : "mids: each item must be a non-empty string",
+                                   "mids");
+                upd_free(u);
+                return;
+            }
+            mids[n++] = mid;
         }
         rc = sm_cf_close(ss->srv->cf, u->sid, mids, n, true, on_update_done, u);
     }

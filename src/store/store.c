@@ -13,6 +13,7 @@
  */
 #include "store/store.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "log/log.h"
+#include "metrics/observe.h"
 
 struct sm_store_s {
     const sm_store_vtable_t *vt;
@@ -43,6 +45,7 @@ struct sm__store_sync_s {
 static const sm_store_vtable_t *const backends[] = {
     &sm_store_backend_sqlite,
     &sm_store_backend_memory,
+    &sm_store_backend_firestore,
 };
 
 static const char *const op_names[] = {
@@ -56,6 +59,7 @@ static const char *const op_names[] = {
     [SM_STORE_OP_ADD_MEMBER] = "add_member",
     [SM_STORE_OP_REMOVE_MEMBER] = "remove_member",
     [SM_STORE_OP_CLEANUP_INSTANCE] = "cleanup_instance",
+    [SM_STORE_OP_GET_CLIENT] = "get_client",
 };
 
 const char *sm_store_op_name(sm_store_op_t op)
@@ -120,7 +124,12 @@ void sm_store_req_reset_result(sm_store_req_t *req)
         sm_store_reg_clear(&req->_out_reg);
     if (req->_has_room)
         sm_store_room_clear(&req->_out_room);
-    req->_has_reg = req->_has_room = false;
+    if (req->_has_client) {
+        free(req->_out_client.client_id);
+        free(req->_out_client.token_sha256);
+        memset(&req->_out_client, 0, sizeof req->_out_client);
+    }
+    req->_has_reg = req->_has_room = req->_has_client = false;
     for (size_t i = 0; i < req->_n_members; i++) {
         free(req->_members[i].room_id);
         free(req->_members[i].client_id);
@@ -173,6 +182,17 @@ void sm_store_req_set_removed(sm_store_req_t *req, unsigned regs, unsigned rooms
     req->_removed_rooms = rooms;
 }
 
+void sm_store_req_set_client(sm_store_req_t *req, const sm_client_rec_t *c)
+{
+    if (req->_has_client) {
+        free(req->_out_client.client_id);
+        free(req->_out_client.token_sha256);
+    }
+    req->_out_client.client_id = dup_or_null(c->client_id);
+    req->_out_client.token_sha256 = dup_or_null(c->token_sha256);
+    req->_has_client = true;
+}
+
 static void req_free(sm_store_req_t *req)
 {
     sm_store_req_reset_result(req);
@@ -190,6 +210,7 @@ static void req_free(sm_store_req_t *req)
 static void on_reply(sm_task_t *t)
 {
     sm_store_req_t *req = SM_CONTAINER_OF(t, sm_store_req_t, _task);
+    sm_metrics_store_done(req->op, req->_status, req->_elapsed_us);
     sm_store_result_t res = {0};
     if (req->_status == 0) {
         res.registration = req->_has_reg ? &req->_out_reg : NULL;
@@ -197,6 +218,7 @@ static void on_reply(sm_task_t *t)
         res.members = req->_members;
         res.n_members = req->_n_members;
         res.count = req->_count;
+        res.client = req->_has_client ? &req->_out_client : NULL;
     }
     req->_cb(req->_status, &res, req->_arg);
     req_free(req);
@@ -207,10 +229,33 @@ static bool is_failure(int status)
     return status != 0 && status != SM_ENOTFOUND && status != SM_ECONFLICT;
 }
 
+/* A stored token hash must be 64 hex digits; returned in lower case. */
+static int check_client(sm_store_req_t *req)
+{
+    char *h = req->_has_client ? req->_out_client.token_sha256 : NULL;
+    size_t n = 0;
+    while (h && isxdigit((unsigned char)h[n]))
+        n++;
+    if (h == NULL || n != 64 || h[n] != '\0') {
+        SM_LOG(SM_LOG_WARN,
+               SM_MSG("stored client credentials are malformed (token_sha256 must "
+                      "be 64 hex digits); treated as unknown"),
+               SM_STR("client_id", req->client_id));
+        sm_store_req_reset_result(req);
+        return SM_ENOTFOUND;
+    }
+    for (size_t i = 0; i < n; i++)
+        h[i] = (char)tolower((unsigned char)h[i]);
+    return 0;
+}
+
 void sm_store_req_complete(sm_store_req_t *req, int status)
 {
     sm_store_t *s = req->_store;
+    if (req->op == SM_STORE_OP_GET_CLIENT && status == 0)
+        status = check_client(req);
     req->_status = status;
+    req->_elapsed_us = sm_hist_now_us() - req->_started_us;
     if (is_failure(status)) {
         unsigned n = atomic_fetch_add(&s->failures, 1) + 1;
         if (n == SM_STORE_UNHEALTHY_AFTER)
@@ -268,8 +313,8 @@ int sm_store_open(const sm_config_t *cfg, sm_store_t **out, char *err, size_t er
     const char *name = cfg->store_backend ? cfg->store_backend : "";
     const sm_store_vtable_t *vt = sm_store_backend_find(name);
     if (vt == NULL || vt->open == NULL) {
-        snprintf(err, errlen, "store.backend: unknown backend \"%s\" (expected sqlite|memory)",
-                 name);
+        snprintf(err, errlen,
+                 "store.backend: unknown backend \"%s\" (expected sqlite|memory|firestore)", name);
         return SM_ECONFIG;
     }
     void *impl = NULL;
@@ -360,6 +405,7 @@ static sm_store_req_t *req_new(sm_store_t *s, sm_store_op_t op, sm_taskq_t *repl
     req->_reply = reply;
     req->_cb = cb;
     req->_arg = arg;
+    req->_started_us = sm_hist_now_us();
     sm_list_init(&req->link);
     return req;
 }
@@ -401,6 +447,13 @@ static int submit(sm_store_t *s, sm_store_req_t *req)
         break;
     case SM_STORE_OP_REMOVE_MEMBER:
         fn = vt->remove_member;
+        break;
+    case SM_STORE_OP_GET_CLIENT:
+        fn = vt->get_client;
+        if (fn == NULL) {
+            sm_store_req_complete(req, SM_ENOTFOUND);
+            return 0;
+        }
         break;
     case SM_STORE_OP_CLEANUP_INSTANCE:
         break;
@@ -499,4 +552,21 @@ int sm_store_remove_member(sm_store_t *s, const char *room_id, const char *clien
     req->room_id = sm_xstrdup(room_id);
     req->client_id = sm_xstrdup(client_id);
     return submit(s, req);
+}
+
+int sm_store_get_client(sm_store_t *s, const char *client_id, sm_taskq_t *reply,
+                        sm_store_done_cb cb, void *arg)
+{
+    if (empty(client_id))
+        return SM_EINVAL;
+    sm_store_req_t *req = req_new(s, SM_STORE_OP_GET_CLIENT, reply, cb, arg);
+    req->client_id = sm_xstrdup(client_id);
+    return submit(s, req);
+}
+
+int sm_store_memory_set_client(sm_store_t *s, const char *client_id, const char *token_sha256_hex)
+{
+    if (s == NULL || s->vt != &sm_store_backend_memory)
+        return SM_EINVAL;
+    return sm__store_memory_set_client(s->impl, client_id, token_sha256_hex);
 }

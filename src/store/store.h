@@ -3,10 +3,12 @@
  * interface with pluggable backends (STYLE.md §5).
  *
  * Backends are const vtables picked by name (config store.backend):
- *   "sqlite"  (default) a file in WAL mode, driven by one dedicated store
- *             thread that owns the connection; see store_sqlite.c.
- *   "memory"  hash tables under a mutex, lost at exit; see store_memory.c.
- * A later "firestore" backend is one more vtable; callers do not change.
+ *   "sqlite"    (default) a file in WAL mode, driven by one dedicated store
+ *               thread that owns the connection; see store_sqlite.c.
+ *   "memory"    hash tables under a mutex, lost at exit; see store_memory.c.
+ *   "firestore" Firestore REST documents, called on the submitting thread's
+ *               REST client (sm_rest_client_current); see store_firestore.c
+ *               and the "Firestore" notes below.
  *
  * Threads.  sm_store_open, sm_store_cleanup_instance and sm_store_close are
  * for the main thread.  The asynchronous operations may be called from any
@@ -16,9 +18,15 @@
  * inside the call (for every backend, also memory).  sm_store_healthy may be
  * called from any thread.
  *
- * Ordering.  Every backend applies operations in the order they were
+ * Ordering.  sqlite and memory apply operations in the order they were
  * submitted (one FIFO for all callers), and the callbacks of one reply taskq
- * run in that order too.
+ * run in that order too.  firestore orders per calling thread and per
+ * record: operations submitted from one thread that touch the same record
+ * (the same client_id for registration operations, the same room_id for
+ * room and membership operations; count_registrations after every earlier
+ * registration operation of that thread) are applied and completed in
+ * submission order; other operations run concurrently and may complete in
+ * any order.  Nothing orders operations submitted from different threads.
  *
  * Failures (DECISIONS §3, §4).  Each operation is atomic: it is applied
  * completely or not at all.  A retryable failure (sqlite: busy, locked, I/O
@@ -33,6 +41,25 @@
  * and registered_at_ms; same creator, instance and created_at_ms; same role
  * and joined_at_ms) reports success, and a retried delete may answer
  * SM_ENOTFOUND for a row its earlier attempt removed.
+ *
+ * Firestore.  Operations run on the submitting thread's REST client
+ * (sm_rest_client_current(); each worker has one): an operation submitted
+ * from a thread without one completes with SM_EUNAVAIL (logged).
+ * database.operation_timeout bounds each HTTP attempt and
+ * database.retry_attempts bounds the failed attempts of a whole operation
+ * (all its calls together), with a backoff starting at
+ * database.retry_interval; so an operation that keeps failing ends within
+ * about operation_timeout x retry_attempts plus the backoffs.
+ * sm_store_cleanup_instance runs on a temporary loop and REST client of the
+ * calling thread.  sm_store_close waits for operations still running on
+ * other threads; it must not be called from a thread that still has
+ * firestore operations in flight (their completion needs that thread's
+ * loop, which close would block).  cleanup_instance deletes in commits of
+ * at most 500 writes: on a failure after the first commit some stale
+ * records may already be gone (the next start-up removes the rest).
+ * Memberships record the instance id last given to
+ * sm_store_cleanup_instance (the server passes its own at start-up), else
+ * cfg->instance_id, so that a later clean-up finds them.
  *
  * Health.  After 3 consecutive failed operations (any status other than 0,
  * SM_ENOTFOUND and SM_ECONFLICT) sm_store_healthy() is false; the next
@@ -88,6 +115,14 @@ typedef struct {
     int64_t joined_at_ms; /* stamped by the store (wall clock) when add_member is called */
 } sm_room_member_t;
 
+/* Client credentials for auth_method=store (DECISIONS §8).  Key: client_id.
+ * token_sha256 is the SHA-256 of the client's token as 64 lower-case hex
+ * digits. */
+typedef struct {
+    char *client_id;
+    char *token_sha256;
+} sm_client_rec_t;
+
 /* Deep copies and field release (any thread).  *_copy writes owned copies of
  * every string of src into dst (dst's previous content is not freed);
  * *_clear frees the strings and zeroes the struct (the struct itself is the
@@ -107,7 +142,8 @@ typedef struct {
     const sm_room_rec_t *room;             /* get_room */
     const sm_room_member_t *members;       /* get_room: in the order they were added */
     size_t n_members;
-    uint64_t count; /* count_registrations */
+    uint64_t count;                /* count_registrations */
+    const sm_client_rec_t *client; /* get_client */
 } sm_store_result_t;
 
 /*
@@ -126,12 +162,17 @@ typedef void (*sm_store_done_cb)(int status, const sm_store_result_t *res, void 
 /* ---- Lifecycle (main thread) -------------------------------------------- */
 
 /*
- * Open the backend named by cfg->store_backend ("sqlite" or "memory").
- * The sqlite backend creates the parent directory of cfg->store_path if
- * missing, opens the file in WAL mode, creates or checks the schema and
- * starts the store thread.  cfg is read during the call only; the fields
+ * Open the backend named by cfg->store_backend ("sqlite", "memory" or
+ * "firestore").  The sqlite backend creates the parent directory of
+ * cfg->store_path if missing, opens the file in WAL mode, creates or checks
+ * the schema and starts the store thread.  The firestore backend checks its
+ * [firestore] keys, reads FIRESTORE_EMULATOR_HOST from the environment and
+ * opens its Google credentials; outside emulator mode it fetches a first
+ * token (sm_gcreds_check, bounded by database.operation_timeout) so bad
+ * credentials fail the start.  cfg is read during the call only; the fields
  * used are store_backend, store_path, database_operation_timeout,
- * database_retry_attempts, database_retry_interval.
+ * database_retry_attempts, database_retry_interval, firestore_*, and
+ * instance_id.
  * Returns 0 with *out owning the store, or SM_ECONFIG with a one-line
  * message naming the key in err (e.g. "store.path: cannot open data/x.db:
  * unable to open database file") and *out NULL.
@@ -208,6 +249,24 @@ int sm_store_add_member(sm_store_t *s, const char *room_id, const char *client_i
 int sm_store_remove_member(sm_store_t *s, const char *room_id, const char *client_id,
                            sm_taskq_t *reply, sm_store_done_cb cb, void *arg);
 
+/* res->client (client_id and token_sha256), or SM_ENOTFOUND: no such
+ * client, or its stored token_sha256 is not 64 hex digits (logged as a
+ * warning; the digits are returned in lower case).  Where the credentials
+ * live: sqlite table `clients` (client_id TEXT PRIMARY KEY, token_sha256
+ * TEXT), firestore documents <collection_prefix>clients/<escaped id> with a
+ * stringValue field token_sha256, memory: sm_store_memory_set_client.  A
+ * backend without a get_client entry (a test fake) answers SM_ENOTFOUND. */
+int sm_store_get_client(sm_store_t *s, const char *client_id, sm_taskq_t *reply,
+                        sm_store_done_cb cb, void *arg);
+
+/*
+ * Memory backend only, any thread (tests, and single-process set-ups that
+ * provision clients in code): insert or replace the credentials of
+ * client_id.  token_sha256_hex must be 64 hex digits.  Returns 0, SM_EINVAL
+ * (empty client_id, malformed hash, or s is not a memory store).
+ */
+int sm_store_memory_set_client(sm_store_t *s, const char *client_id, const char *token_sha256_hex);
+
 /* ---- Backend interface ---------------------------------------------------
  * For backend files and for tests that fake or wrap a backend.
  *
@@ -231,6 +290,7 @@ typedef enum {
     SM_STORE_OP_ADD_MEMBER,
     SM_STORE_OP_REMOVE_MEMBER,
     SM_STORE_OP_CLEANUP_INSTANCE,
+    SM_STORE_OP_GET_CLIENT,
 } sm_store_op_t;
 
 /* Name of an op ("put_registration", ...) for logs.  Never NULL. */
@@ -242,7 +302,7 @@ struct sm_store_req_s {
     sm_store_op_t op;
     sm_registration_t reg; /* PUT_REGISTRATION (a backend may move its strings out) */
     sm_room_rec_t room;    /* PUT_ROOM (likewise) */
-    char *client_id;       /* DELETE/GET_REGISTRATION, ADD/REMOVE_MEMBER */
+    char *client_id;       /* DELETE/GET_REGISTRATION, ADD/REMOVE_MEMBER, GET_CLIENT */
     char *session_id;      /* DELETE_REGISTRATION */
     char *room_id;         /* DELETE/GET_ROOM, ADD/REMOVE_MEMBER */
     char *role;            /* ADD_MEMBER */
@@ -258,13 +318,15 @@ struct sm_store_req_s {
     sm_task_t _task;
     struct sm__store_sync_s *_sync; /* cleanup_instance waits on it */
     int _status;
-    bool _has_reg, _has_room;
+    bool _has_reg, _has_room, _has_client;
     sm_registration_t _out_reg;
     sm_room_rec_t _out_room;
+    sm_client_rec_t _out_client;
     sm_room_member_t *_members;
     size_t _n_members, _cap_members;
     uint64_t _count;
     unsigned _removed_regs, _removed_rooms;
+    uint64_t _started_us, _elapsed_us; /* metrics: submitted at, submit -> complete */
 };
 
 /* Results a backend attaches before completing (deep copies; any thread,
@@ -275,6 +337,7 @@ void sm_store_req_set_room(sm_store_req_t *req, const sm_room_rec_t *room);
 void sm_store_req_add_member(sm_store_req_t *req, const sm_room_member_t *m);
 void sm_store_req_set_count(sm_store_req_t *req, uint64_t count);
 void sm_store_req_set_removed(sm_store_req_t *req, unsigned regs, unsigned rooms);
+void sm_store_req_set_client(sm_store_req_t *req, const sm_client_rec_t *c);
 void sm_store_req_reset_result(sm_store_req_t *req);
 
 /* Hand req back with its status (0 or an SM_E* code).  Any thread; req must
@@ -300,11 +363,17 @@ typedef struct sm_store_vtable_s {
     void (*get_room)(void *impl, sm_store_req_t *req);
     void (*add_member)(void *impl, sm_store_req_t *req);
     void (*remove_member)(void *impl, sm_store_req_t *req);
+    /* May be NULL: get_client then answers SM_ENOTFOUND. */
+    void (*get_client)(void *impl, sm_store_req_t *req);
 } sm_store_vtable_t;
 
-/* The embedded backends (store_sqlite.c, store_memory.c). */
+/* The built-in backends (store_sqlite.c, store_memory.c, store_firestore.c). */
 extern const sm_store_vtable_t sm_store_backend_sqlite;
 extern const sm_store_vtable_t sm_store_backend_memory;
+extern const sm_store_vtable_t sm_store_backend_firestore;
+
+/* store_memory.c, for sm_store_memory_set_client: impl is a memory store's. */
+int sm__store_memory_set_client(void *impl, const char *client_id, const char *token_sha256_hex);
 
 /* The built-in vtable called name, or NULL. */
 const sm_store_vtable_t *sm_store_backend_find(const char *name);

@@ -1,6 +1,6 @@
 /*
- * Memory store backend: registrations and rooms in two string-keyed hash
- * tables under one mutex; nothing survives the process.  For tests and for
+ * Memory store backend: registrations, rooms and client credentials in
+ * string-keyed hash tables under one mutex; nothing survives the process.  For tests and for
  * single-instance runs that need no persistence.
  *
  * Each operation runs to the end inside the submitting call (it cannot
@@ -10,6 +10,7 @@
  */
 #include "store/store.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,14 +121,22 @@ typedef struct {
 
 typedef struct {
     pthread_mutex_t lock;
-    map_t regs;  /* client_id -> sm_registration_t * */
-    map_t rooms; /* room_id -> mroom_t * */
+    map_t regs;    /* client_id -> sm_registration_t * */
+    map_t rooms;   /* room_id -> mroom_t * */
+    map_t clients; /* client_id -> sm_client_rec_t * */
 } mem_store_t;
 
 static void reg_free(sm_registration_t *r)
 {
     sm_store_reg_clear(r);
     free(r);
+}
+
+static void client_free(sm_client_rec_t *c)
+{
+    free(c->client_id);
+    free(c->token_sha256);
+    free(c);
 }
 
 static void member_clear(sm_room_member_t *m)
@@ -171,6 +180,7 @@ static int mem_open(const sm_config_t *cfg, void **impl, char *err, size_t errle
     pthread_mutex_init(&m->lock, NULL);
     map_init(&m->regs);
     map_init(&m->rooms);
+    map_init(&m->clients);
     *impl = m;
     return 0;
 }
@@ -184,8 +194,12 @@ static void mem_close(void *impl)
     for (size_t i = 0; i < m->rooms.nbuckets; i++)
         while (m->rooms.buckets[i])
             room_free(map_unlink(&m->rooms, &m->rooms.buckets[i]));
+    for (size_t i = 0; i < m->clients.nbuckets; i++)
+        while (m->clients.buckets[i])
+            client_free(map_unlink(&m->clients, &m->clients.buckets[i]));
     free(m->regs.buckets);
     free(m->rooms.buckets);
+    free(m->clients.buckets);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -382,6 +396,41 @@ static void mem_remove_member(void *impl, sm_store_req_t *req)
     sm_store_req_complete(req, status);
 }
 
+static void mem_get_client(void *impl, sm_store_req_t *req)
+{
+    mem_store_t *m = impl;
+    int status = SM_ENOTFOUND;
+    pthread_mutex_lock(&m->lock);
+    sm_client_rec_t *c = map_get(&m->clients, req->client_id);
+    if (c) {
+        sm_store_req_set_client(req, c);
+        status = 0;
+    }
+    pthread_mutex_unlock(&m->lock);
+    sm_store_req_complete(req, status);
+}
+
+int sm__store_memory_set_client(void *impl, const char *client_id, const char *token_sha256_hex)
+{
+    mem_store_t *m = impl;
+    size_t n = 0;
+    while (token_sha256_hex && isxdigit((unsigned char)token_sha256_hex[n]))
+        n++;
+    if (client_id == NULL || client_id[0] == '\0' || token_sha256_hex == NULL || n != 64 ||
+        token_sha256_hex[n] != '\0')
+        return SM_EINVAL;
+    sm_client_rec_t *c = SM_NEW(sm_client_rec_t);
+    c->client_id = sm_xstrdup(client_id);
+    c->token_sha256 = sm_xstrdup(token_sha256_hex);
+    pthread_mutex_lock(&m->lock);
+    entry_t **pp = map_slot(&m->clients, client_id);
+    if (*pp)
+        client_free(map_unlink(&m->clients, pp));
+    map_insert(&m->clients, c->client_id, c);
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
 const sm_store_vtable_t sm_store_backend_memory = {
     .name = "memory",
     .open = mem_open,
@@ -396,4 +445,5 @@ const sm_store_vtable_t sm_store_backend_memory = {
     .get_room = mem_get_room,
     .add_member = mem_add_member,
     .remove_member = mem_remove_member,
+    .get_client = mem_get_client,
 };

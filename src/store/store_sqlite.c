@@ -74,6 +74,14 @@ static const char schema_v1[] =
     " PRIMARY KEY (room_id, client_id));"
     "CREATE INDEX IF NOT EXISTS room_members_client ON room_members(client_id);";
 
+/* Client credentials (auth_method=store), provisioned by the operator, e.g.
+ * INSERT INTO clients VALUES ('alice', lower(hex(<sha256 of the token>))).
+ * An additive table: created at every open, so files of schema version 1
+ * written before it existed gain it without a version change. */
+static const char schema_clients[] = "CREATE TABLE IF NOT EXISTS clients ("
+                                     " client_id TEXT PRIMARY KEY NOT NULL,"
+                                     " token_sha256 TEXT NOT NULL);";
+
 #define STMT_MAP(X)                                                                                \
     X(ST_BEGIN, "BEGIN IMMEDIATE")                                                                 \
     X(ST_BEGIN_READ, "BEGIN DEFERRED")                                                             \
@@ -114,7 +122,8 @@ static const char schema_v1[] =
       " room_id IN (SELECT room_id FROM rooms WHERE instance_id = ?1)"                             \
       " OR client_id IN (SELECT client_id FROM registrations WHERE instance_id = ?1)")             \
     X(ST_CLEAN_REGS, "DELETE FROM registrations WHERE instance_id = ?1")                           \
-    X(ST_CLEAN_ROOMS, "DELETE FROM rooms WHERE instance_id = ?1")
+    X(ST_CLEAN_ROOMS, "DELETE FROM rooms WHERE instance_id = ?1")                                  \
+    X(ST_CLIENT_GET, "SELECT client_id, token_sha256 FROM clients WHERE client_id = ?1")
 
 #define X(id, sql) id,
 enum { STMT_MAP(X) ST__COUNT };
@@ -461,6 +470,24 @@ static int op_cleanup_instance(sq_store_t *st, sm_store_req_t *req, int *status)
     return SQLITE_OK;
 }
 
+static int op_get_client(sq_store_t *st, sm_store_req_t *req, int *status)
+{
+    sqlite3_stmt *s = st->stmt[ST_CLIENT_GET];
+    bind_text(s, 1, req->client_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        sm_client_rec_t c = {.client_id = col_text(s, 0), .token_sha256 = col_text(s, 1)};
+        sm_store_req_set_client(req, &c);
+        *status = 0;
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        *status = SM_ENOTFOUND;
+        rc = SQLITE_OK;
+    }
+    done_stmt(s);
+    return rc;
+}
+
 static int dispatch(sq_store_t *st, sm_store_req_t *req, int *status)
 {
     switch (req->op) {
@@ -484,6 +511,8 @@ static int dispatch(sq_store_t *st, sm_store_req_t *req, int *status)
         return op_remove_member(st, req, status);
     case SM_STORE_OP_CLEANUP_INSTANCE:
         return op_cleanup_instance(st, req, status);
+    case SM_STORE_OP_GET_CLIENT:
+        return op_get_client(st, req, status);
     }
     SM_ASSERT(!"unknown store op");
     return SQLITE_MISUSE;
@@ -664,6 +693,8 @@ static int sq_open(const sm_config_t *cfg, void **impl, char *err, size_t errlen
         goto fail_sqlite;
     if ((rc = schema_setup(st->db, path, err, errlen)) != 0)
         goto fail_close;
+    if (exec_sql(st->db, schema_clients) != SQLITE_OK)
+        goto fail_sqlite;
     for (int i = 0; i < ST__COUNT; i++)
         if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
                                NULL) != SQLITE_OK)
@@ -743,4 +774,5 @@ const sm_store_vtable_t sm_store_backend_sqlite = {
     .get_room = sq_submit,
     .add_member = sq_submit,
     .remove_member = sq_submit,
+    .get_client = sq_submit,
 };

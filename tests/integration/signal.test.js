@@ -190,7 +190,7 @@ test('BINARY SIGNAL with a malformed prefix -> ERROR 400; the connection stays u
 });
 
 test('order: 1,000 SIGNALs sent in a burst arrive in order (JSON and BINARY mixed)', opts, async (t) => {
-    const srv = await startServer(t, { env: env() });
+    const srv = await startServer(t, { env: { ...env(), SIGNAL_MANAGER_LIMITS_MESSAGE_RATE: '0' } }); /* a burst is the point here */
     const a = await registered(srv, 1);
     const b = await registered(srv, 2);
     const N = 1000;
@@ -218,7 +218,7 @@ test('order: 1,000 SIGNALs sent in a burst arrive in order (JSON and BINARY mixe
 });
 
 test('order per pair with two senders interleaving their bursts to one target', opts, async (t) => {
-    const srv = await startServer(t, { env: { ...env(), SIGNAL_MANAGER_SERVER_WORKERS: '4', SIGNAL_MANAGER_SERVER_IO_THREADS: '2' } });
+    const srv = await startServer(t, { env: { ...env(), SIGNAL_MANAGER_SERVER_WORKERS: '4', SIGNAL_MANAGER_SERVER_IO_THREADS: '2', SIGNAL_MANAGER_LIMITS_MESSAGE_RATE: '0' } });
     const a = await registered(srv, 1);
     const c = await registered(srv, 3);
     const b = await registered(srv, 2);

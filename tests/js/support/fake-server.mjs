@@ -16,6 +16,16 @@
  *   srv.closeAll(code, notice?)   optional DISCONNECT notice, then close frame with code
  *   srv.waitFrame(pred, ms)       wait for a received frame matching pred
  *   await srv.close()
+ *
+ * SFU mode (`startFakeServer({ sfu: true })`, DECISIONS §6 cloudflare, shapes
+ * as the real server's): ROOM_CREATE needs an offer_sdp with audio/video
+ * m-sections and answers with answer_sdp, connection_info (publish SFU
+ * session, tracks "<kind>-<mid>") and subscribe; ROOM_JOIN publishes an offer
+ * (publish {...}) and pulls every other member's publication (subscribe
+ * {session_id, offer_sdp, tracks}), then sends tracks_published; SESSION_UPDATE
+ * answer / pull / close on the client's own SFU sessions (else 404; pull only
+ * on a subscribe session, else 400); participant_left carries the leaver's
+ * tracks.  srv.sfuSessions: sid -> {clientId, roomId, kind, mids}.
  */
 import { createRequire } from 'node:module';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -98,6 +108,9 @@ export class FakeServer {
         this.rooms = new Map();      /* room_id -> Set<client_id> */
         this.connectionCount = 0;
         this._frameWaiters = [];
+        this.sfu = !!opts.sfu;
+        this.sfuSessions = new Map();   /* sid -> {clientId, roomId, kind, mids: []} */
+        this.publications = new Map();  /* room_id -> [{clientId, session_id, track_name}] */
         wss.on('connection', (ws) => this._onConnection(ws));
     }
 
@@ -172,12 +185,25 @@ export class FakeServer {
         if (!members)
             return;
         members.delete(s.clientId);
+        const ev = { event: 'participant_left', room_id: roomId, client_id: s.clientId };
+        if (this.sfu) {
+            const all = this.publications.get(roomId) ?? [];
+            const mine = all.filter((p) => p.clientId === s.clientId);
+            this.publications.set(roomId, all.filter((p) => p.clientId !== s.clientId));
+            for (const [sid, x] of this.sfuSessions) {
+                if (x.clientId === s.clientId && x.roomId === roomId)
+                    this.sfuSessions.delete(sid);
+            }
+            if (mine.length)
+                ev.tracks = mine.map((p) => ({ session_id: p.session_id, track_name: p.track_name }));
+        }
         if (members.size === 0) {
             this.rooms.delete(roomId);
+            this.publications.delete(roomId);
             return;
         }
         for (const m of members)
-            this.event(m, { event: 'participant_left', room_id: roomId, client_id: s.clientId });
+            this.event(m, ev);
     }
 
     /* ROOM_EVENT to a registered client (by id) if it is connected. */
@@ -281,6 +307,10 @@ export class FakeServer {
         }
         switch (f.type) {
         case T.ROOM_CREATE: {
+            if (this.sfu) {
+                this._sfuCreate(conn, s, f, j);
+                return;
+            }
             const roomId = j.room_id ?? `room-${randomBytes(4).toString('hex')}`;
             if (this.rooms.has(roomId)) {
                 this.error(conn, f.uuid, 409, 'room already exists', { room_id: roomId });
@@ -297,6 +327,10 @@ export class FakeServer {
             const members = this.rooms.get(j.room_id);
             if (!members) {
                 this.error(conn, f.uuid, 404, 'room not found', { room_id: j.room_id });
+                return;
+            }
+            if (this.sfu) {
+                this._sfuJoin(conn, s, f, j, members);
                 return;
             }
             for (const m of members)
@@ -337,11 +371,134 @@ export class FakeServer {
             return;
         }
         case T.SESSION_UPDATE:
+            if (this.sfu) {
+                this._sfuUpdate(conn, s, f, j);
+                return;
+            }
             this.send(conn, T.SESSION_UPDATE_ACK, f.uuid, { status: 200, session_id: j.session_id });
             return;
         default:
             this.error(conn, f.uuid, 400, 'unknown message type', { field: 'type' });
         }
+    }
+
+    /* ---- SFU mode ---- */
+
+    _sfuSession(s, roomId, kind) {
+        const sid = randomBytes(16).toString('hex');
+        this.sfuSessions.set(sid, { clientId: s.clientId, roomId, kind, mids: [], nextMid: 0 });
+        return sid;
+    }
+
+    /* [{track_name, mid}] for the audio/video m-sections of an offer. */
+    static publishable(offer) {
+        const out = [];
+        for (const sec of String(offer).split(/\r?\n(?=m=)/).slice(1)) {
+            const kind = /^m=(\w+)/.exec(sec)[1];
+            const mid = /a=mid:(\S+)/.exec(sec);
+            if ((kind === 'audio' || kind === 'video') && mid && !/a=(recvonly|inactive)/.test(sec))
+                out.push({ track_name: `${kind}-${mid[1]}`, mid: mid[1] });
+        }
+        return out;
+    }
+
+    _sfuPublish(s, roomId, offer) {
+        const tracks = FakeServer.publishable(offer);
+        if (!tracks.length)
+            return null;
+        const sid = this._sfuSession(s, roomId, 'publish');
+        this.sfuSessions.get(sid).mids.push(...tracks.map((t) => t.mid));
+        const list = this.publications.get(roomId) ?? [];
+        for (const t of tracks)
+            list.push({ clientId: s.clientId, session_id: sid, track_name: t.track_name });
+        this.publications.set(roomId, list);
+        return { session_id: sid, answer_sdp: `v=0\r\ns=sfu answer for ${s.clientId}\r\n`, tracks };
+    }
+
+    /* Pull `tracks` ([{session_id, track_name}]) into the subscribe session sid. */
+    _sfuPull(sid, tracks) {
+        const sess = this.sfuSessions.get(sid);
+        const live = this.publications.get(sess.roomId) ?? [];
+        const items = tracks.map((t) => {
+            if (!live.some((p) => p.session_id === t.session_id && p.track_name === t.track_name)) {
+                return { session_id: t.session_id, track_name: t.track_name, mid: '',
+                    error: { code: 'not_found_track_error', description: 'Track not found on remote peer.' } };
+            }
+            const mid = String(sess.nextMid++);
+            sess.mids.push(mid);
+            return { session_id: t.session_id, track_name: t.track_name, mid };
+        });
+        const offer = items.some((x) => !x.error) ? `v=0\r\ns=sfu offer ${sid} ${sess.nextMid}\r\n` : null;
+        return { offer_sdp: offer, tracks: items };
+    }
+
+    _sfuCreate(conn, s, f, j) {
+        const roomId = j.room_id ?? `room-${randomBytes(4).toString('hex')}`;
+        if (typeof j.offer_sdp !== 'string' || !FakeServer.publishable(j.offer_sdp).length) {
+            this.error(conn, f.uuid, 400, 'offer_sdp: an SDP offer with audio or video to publish is required ' +
+                'in cloudflare mode', { field: 'offer_sdp' });
+            return;
+        }
+        if (this.rooms.has(roomId)) {
+            this.error(conn, f.uuid, 409, 'room already exists', { room_id: roomId });
+            return;
+        }
+        this.rooms.set(roomId, new Set([s.clientId]));
+        s.rooms.add(roomId);
+        const pub = this._sfuPublish(s, roomId, j.offer_sdp);
+        const sub = this._sfuSession(s, roomId, 'subscribe');
+        this.send(conn, T.ROOM_CREATE_ACK, f.uuid, { version: '1.0.0', status: 200,
+            message: 'Room created successfully', room_id: roomId, session_id: s.sessionId,
+            max_participants: 16, participants: [s.clientId], answer_sdp: pub.answer_sdp,
+            connection_info: { room_id: roomId, role: 'sender', app_id: 'fake-app', session_id: pub.session_id,
+                status: 'connecting', mode: 'cloudflare', tracks: pub.tracks,
+                metadata: { session_id: pub.session_id, created_at: new Date().toISOString(), client_id: s.clientId } },
+            subscribe: { session_id: sub } });
+    }
+
+    _sfuJoin(conn, s, f, j, members) {
+        const roomId = j.room_id;
+        const pub = typeof j.offer_sdp === 'string' ? this._sfuPublish(s, roomId, j.offer_sdp) : null;
+        const sub = this._sfuSession(s, roomId, 'subscribe');
+        const others = (this.publications.get(roomId) ?? []).filter((p) => p.clientId !== s.clientId);
+        const pulled = others.length ? this._sfuPull(sub, others) : { offer_sdp: null, tracks: [] };
+        const before = [...members];
+        members.add(s.clientId);
+        s.rooms.add(roomId);
+        const ack = { version: '1.0.0', status: 200, message: 'Joined room', room_id: roomId,
+            session_id: s.sessionId, participants: [...members] };
+        if (pub)
+            ack.publish = pub;
+        ack.subscribe = { session_id: sub, ...pulled };
+        this.send(conn, T.ROOM_JOIN_ACK, f.uuid, ack);
+        for (const m of before) {
+            this.event(m, { event: 'participant_joined', room_id: roomId, client_id: s.clientId });
+            if (pub) {
+                this.event(m, { event: 'tracks_published', room_id: roomId, client_id: s.clientId,
+                    tracks: pub.tracks.map((t) => ({ session_id: pub.session_id, track_name: t.track_name })) });
+            }
+        }
+    }
+
+    _sfuUpdate(conn, s, f, j) {
+        const sess = this.sfuSessions.get(j.session_id);
+        if (!sess || sess.clientId !== s.clientId) {
+            this.error(conn, f.uuid, 404, 'session_id is not one of this client\'s SFU sessions',
+                { session_id: j.session_id });
+            return;
+        }
+        const ack = { status: 200, session_id: j.session_id, action: j.action };
+        if (j.action === 'pull') {
+            if (sess.kind !== 'subscribe') {
+                this.error(conn, f.uuid, 400, 'pull: use the subscribe session_id', { session_id: j.session_id });
+                return;
+            }
+            Object.assign(ack, this._sfuPull(j.session_id, j.tracks));
+        } else if (j.action === 'close') {
+            ack.tracks = j.mids.map((mid) => ({ mid }));
+            sess.mids = sess.mids.filter((m) => !j.mids.includes(m));
+        }
+        this.send(conn, T.SESSION_UPDATE_ACK, f.uuid, ack);
     }
 
     waitFrame(pred, ms = 3000, what = 'a frame') {

@@ -454,7 +454,7 @@ static void test_list(void **state)
     assert_int_equal(
         sm_config_set(c, "auth", "auth_method", "token,magic", SM_CONF_SRC_ENV, err, ERRLEN),
         SM_ECONFIG);
-    assert_string_equal(err, "auth.auth_method: \"magic\" is not one of token, jwt "
+    assert_string_equal(err, "auth.auth_method: \"magic\" is not one of token, jwt, store "
                              "(from SIGNAL_MANAGER_AUTH_AUTH_METHOD)");
     assert_int_equal(c->auth_auth_method.n, 2); /* unchanged by the errors */
 
@@ -726,7 +726,7 @@ static void test_file_list_lines(void **state)
     /* a bad item leaves the list as it was */
     write_file("v.ini", "[auth]\nauth_method[] = token\nauth_method[] = magic\n");
     assert_int_equal(sm_config_load_file(c, "v.ini", err, ERRLEN), SM_ECONFIG);
-    assert_string_equal(err, "v.ini:3: auth.auth_method: \"magic\" is not one of token, jwt");
+    assert_string_equal(err, "v.ini:3: auth.auth_method: \"magic\" is not one of token, jwt, store");
     sm_config_free(c);
 }
 
@@ -973,7 +973,14 @@ static void test_finish(void **state)
 {
     (void)state;
     expect_finish((const char *const[]){"SIGNAL_MANAGER_SERVER_TLS_ENABLED=true", NULL},
-                  "server.tls_enabled: TLS is not available in this build yet");
+                  "server.tls_cert_path: required when server.tls_enabled = true");
+    expect_finish((const char *const[]){"SIGNAL_MANAGER_SERVER_TLS_ENABLED=true",
+                                        "SIGNAL_MANAGER_SERVER_TLS_CERT_PATH=/c.pem", NULL},
+                  "server.tls_key_path: required when server.tls_enabled = true");
+    expect_finish((const char *const[]){"SIGNAL_MANAGER_SERVER_TLS_ENABLED=true",
+                                        "SIGNAL_MANAGER_SERVER_TLS_CERT_PATH=/c.pem",
+                                        "SIGNAL_MANAGER_SERVER_TLS_KEY_PATH=/k.pem", NULL},
+                  NULL);
 
     expect_finish((const char *const[]){"SIGNAL_MANAGER_AUTH_AUTH_METHOD=token,jwt", NULL},
                   "auth.token_secret: must be at least 32 bytes");

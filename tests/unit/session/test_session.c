@@ -390,6 +390,9 @@ static fx_t *fx_new(bool fake)
         0);
     free(fx->cfg->instance_id);
     fx->cfg->instance_id = sm_xstrdup("test-instance");
+    /* Most tests send far more than a client should; the rate limit has its
+     * own test (test_message_rate_limit). */
+    fx->cfg->limits_message_rate = 0;
 
     fx->srv.cfg = fx->cfg;
     fx->srv.instance_id = fx->cfg->instance_id;
@@ -2819,12 +2822,55 @@ static void test_too_many_pending_frames(void **state)
     assert_int_equal(fx->ops, 0);
 }
 
+/* limits.message_rate: past the burst a frame gets ERROR 429 (uuid echoed)
+ * and is not handled; another burst refused in a row closes with 1008; a
+ * client that waits gets its tokens back. */
+static void test_message_rate_limit(void **state)
+{
+    fx_t *fx = *state;
+    fx->cfg->limits_message_rate = 10;
+    fx->cfg->limits_message_burst = 5;
+    do_connect(fx, H1, CID1, TOK1); /* the CONNECT took one token */
+    uint8_t u[SM_PROTO_UUID_SIZE];
+    size_t before = fx->nsent;
+    for (int i = 0; i < 4; i++) {
+        mkuuid(fx, u);
+        feed_ping(fx, H1, u);
+    }
+    assert_int_equal(fx->nsent, before + 4); /* four PING_ACKs */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(sent_at(fx, before + (size_t)i)->type, SM_MSG_PING_ACK);
+    mkuuid(fx, u);
+    feed_ping(fx, H1, u);
+    expect_error(fx, before + 4, H1, 429, u);
+    /* Time refills the bucket: 300 ms at 10/s is 3 tokens. */
+    fx->now_offset += 300;
+    for (int i = 0; i < 3; i++) {
+        mkuuid(fx, u);
+        feed_ping(fx, H1, u);
+        assert_int_equal(sent_at(fx, fx->nsent - 1)->type, SM_MSG_PING_ACK);
+    }
+    /* Keep hammering: refusals 1..5 answer 429, the 6th closes with 1008. */
+    size_t mark = fx->nsent;
+    for (int i = 0; i < 5; i++) {
+        mkuuid(fx, u);
+        feed_ping(fx, H1, u);
+        expect_error(fx, mark + (size_t)i, H1, 429, u);
+    }
+    assert_int_equal(sm_sessions_count(fx->ss), 1);
+    mkuuid(fx, u);
+    feed_ping(fx, H1, u);
+    expect_notice(fx, mark + 5, H1, 1008, NULL);
+    assert_int_equal(sm_sessions_count(fx->ss), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
 #define M(t) cmocka_unit_test_setup_teardown(t, setup_memory, teardown)
 #define F(t) cmocka_unit_test_setup_teardown(t, setup_fake, teardown)
         M(test_connect_ok),
+        M(test_message_rate_limit),
         M(test_connect_sessions_distinct),
         M(test_connect_bad_credentials_401),
         M(test_connect_missing_field_400),
