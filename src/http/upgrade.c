@@ -49,6 +49,8 @@ sm_http_route_t sm_http_route(const sm_http_req_t *r, const char **why)
     }
     if (strcmp(path, "/health") == 0 && (sm_http_req_is_get(r) || sm_http_req_is_head(r)))
         return SM_ROUTE_HEALTH;
+    if (strcmp(path, "/ready") == 0 && (sm_http_req_is_get(r) || sm_http_req_is_head(r)))
+        return SM_ROUTE_READY;
     if (sm_static_matches(path) && (sm_http_req_is_get(r) || sm_http_req_is_head(r)))
         return SM_ROUTE_STATIC;
     if (strcmp(path, "/") == 0)

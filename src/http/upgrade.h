@@ -5,7 +5,9 @@
  *
  *   Upgrade: websocket on "/"   -> checks below, then 101 (or 503 when the
  *                                  caller is draining or full)
- *   GET|HEAD /health            -> health JSON (http/health.h)
+ *   GET|HEAD /health            -> health JSON (http/health.h), liveness
+ *   GET|HEAD /ready             -> 200 when serving, 503 while draining or
+ *                                  when the store fails (readiness)
  *   GET|HEAD /demo, /demo/...   -> demo page files (http/static.h)
  *   "/" without Upgrade         -> 426 with a hint
  *   anything else               -> 404
@@ -22,6 +24,7 @@
 typedef enum {
     SM_ROUTE_UPGRADE,
     SM_ROUTE_HEALTH,
+    SM_ROUTE_READY, /* GET|HEAD /ready: readiness for load balancers */
     SM_ROUTE_STATIC, /* GET|HEAD /demo... (http/static.h) */
     SM_ROUTE_UPGRADE_REQUIRED,
     SM_ROUTE_NOT_FOUND,

@@ -10,6 +10,7 @@
  * (clean end or abrupt drop).
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -544,6 +545,19 @@ static void respond_health(sm_conn_t *c, bool head)
     respond_body(c, status, "application/json", NULL, body, len, head);
 }
 
+/* Readiness: serving, not draining, and the store answering. */
+static void respond_ready(sm_conn_t *c, bool head)
+{
+    sm_server_t *srv = c->io->srv;
+    bool draining = c->io->draining || atomic_load_explicit(&srv->draining, memory_order_relaxed);
+    bool store_ok = srv->store ? sm_store_healthy(srv->store) : true;
+    const char *body = draining    ? "{\"status\":\"draining\"}"
+                       : !store_ok ? "{\"status\":\"not ready\",\"reason\":\"store unavailable\"}"
+                                   : "{\"status\":\"ready\"}";
+    respond_body(c, draining || !store_ok ? 503 : 200, "application/json", NULL, body,
+                 strlen(body), head);
+}
+
 static void ws_input(sm_conn_t *c, const uint8_t *data, size_t len);
 
 static void do_upgrade(sm_conn_t *c, const uint8_t *rest, size_t rest_len)
@@ -574,6 +588,12 @@ static void do_upgrade(sm_conn_t *c, const uint8_t *rest, size_t rest_len)
     size_t rlen = sm_http_format_upgrade(resp, sizeof resp, accept);
     sm__conn_queue(c, raw_obuf(resp, rlen));
     sm_count(&t->counters.upgrades_total, 1);
+    if (sm_log_enabled(SM_LOG_DEBUG)) {
+        char ip[64] = "?";
+        inet_ntop(c->peer_family == AF_INET6 ? AF_INET6 : AF_INET, c->peer, ip, sizeof ip);
+        SM_LOG(SM_LOG_DEBUG, SM_MSG("websocket upgrade"), SM_STR("peer", ip),
+               SM_UINT("slot", c->slot));
+    }
     sm_http_req_free(c->http);
     c->http = NULL;
     c->state = CONN_WS;
@@ -607,6 +627,9 @@ static void http_input(sm_conn_t *c, const uint8_t *data, size_t len)
         return;
     case SM_ROUTE_HEALTH:
         respond_health(c, sm_http_req_is_head(c->http));
+        return;
+    case SM_ROUTE_READY:
+        respond_ready(c, sm_http_req_is_head(c->http));
         return;
     case SM_ROUTE_STATIC:
         respond_static(c, sm_http_req_is_head(c->http));

@@ -133,6 +133,10 @@ struct sm_io_thread_s {
 
     sm_counters_t counters;
     struct sm_iplimit_s *connlimit; /* per-IP connection buckets (NULL = off) */
+    /* Drain: connections still to close, in random order, in batches. */
+    sm_handle_t *drain_list;
+    size_t drain_n, drain_next, drain_batch;
+    uv_timer_t drain_timer;
     int proxy_mode;                 /* sm_proxy_mode_t */
 };
 

@@ -25,6 +25,7 @@
 #include "core/alloc.h"
 #include "core/assert.h"
 #include "core/err.h"
+#include "core/hmap.h"
 #include "log/log.h"
 #include "reactor/io_internal.h"
 #include "reactor/msg.h"
@@ -391,6 +392,29 @@ static void close_cb_free_nothing(uv_handle_t *h)
     (void)h;
 }
 
+#define DRAIN_TICK_MS 50
+
+/* Close the next batch of the drain list (handles of connections gone in the
+ * meantime are skipped). */
+static void on_drain_tick(uv_timer_t *tm)
+{
+    sm_io_thread_t *t = tm->data;
+    size_t end = t->drain_next + t->drain_batch;
+    for (; t->drain_next < t->drain_n && t->drain_next < end; t->drain_next++) {
+        sm_conn_t *c = sm__io_conn_get(t, t->drain_list[t->drain_next]);
+        if (c && c->state == CONN_WS)
+            sm__conn_close_ws(c, 1001, "server shutting down", true, SM_CLOSE_SERVER);
+    }
+    flush_dirty(t);
+    if (t->drain_next >= t->drain_n)
+        uv_timer_stop(&t->drain_timer);
+}
+
+/* DESIGN: a draining instance must not send thousands of clients to the
+ * other instances in the same second.  The open connections are closed in a
+ * random order, in equal batches every DRAIN_TICK_MS, spread over
+ * server.drain_spread (bounded by half of server.drain_timeout so that the
+ * clients still have time to answer the close). */
 static void do_drain(sm_task_t *task)
 {
     ctl_task_t *ct = (ctl_task_t *)task;
@@ -399,12 +423,31 @@ static void do_drain(sm_task_t *task)
     if (t->draining)
         return;
     t->draining = true;
+    t->drain_list = sm_xcalloc(t->nslots ? t->nslots : 1, sizeof *t->drain_list);
     for (uint32_t i = 0; i < t->nslots; i++) {
         sm_conn_t *c = t->slots[i];
         if (c && c->state == CONN_WS)
-            sm__conn_close_ws(c, 1001, "server shutting down", true, SM_CLOSE_SERVER);
+            t->drain_list[t->drain_n++] = sm_handle_make(t->index, c->slot, c->gen);
     }
-    flush_dirty(t);
+    /* Fisher-Yates with the hash seeded per thread: order need not be secret. */
+    uint64_t x = sm_hash_u64(uv_hrtime() ^ t->index);
+    for (size_t i = t->drain_n; i > 1; i--) {
+        x = sm_hash_u64(x + i);
+        size_t j = (size_t)(x % i);
+        sm_handle_t tmp = t->drain_list[i - 1];
+        t->drain_list[i - 1] = t->drain_list[j];
+        t->drain_list[j] = tmp;
+    }
+    uint64_t spread = t->cfg->server_drain_spread;
+    if (spread > t->cfg->server_drain_timeout / 2)
+        spread = t->cfg->server_drain_timeout / 2;
+    size_t ticks = spread / DRAIN_TICK_MS;
+    t->drain_batch = ticks > 1 ? (t->drain_n + ticks - 1) / ticks : t->drain_n;
+    if (t->drain_batch == 0)
+        t->drain_batch = 1;
+    on_drain_tick(&t->drain_timer);
+    if (t->drain_next < t->drain_n)
+        uv_timer_start(&t->drain_timer, on_drain_tick, DRAIN_TICK_MS, DRAIN_TICK_MS);
 }
 
 static void do_stop(sm_task_t *task)
@@ -424,6 +467,8 @@ static void do_stop(sm_task_t *task)
     }
     uv_timer_stop(&t->timer);
     uv_close((uv_handle_t *)&t->timer, close_cb_free_nothing);
+    uv_timer_stop(&t->drain_timer);
+    uv_close((uv_handle_t *)&t->drain_timer, close_cb_free_nothing);
     uv_close((uv_handle_t *)&t->prepare, close_cb_free_nothing);
     uv_close((uv_handle_t *)&t->outbox_async, close_cb_free_nothing);
     sm_taskq_close(&t->ctl);
@@ -491,6 +536,8 @@ sm_io_thread_t *sm_io_thread_new(sm_server_t *srv, unsigned index, int listen_fd
     uv_prepare_start(&t->prepare, on_prepare);
     uv_timer_init(&t->loop, &t->timer);
     t->timer.data = t;
+    uv_timer_init(&t->loop, &t->drain_timer);
+    t->drain_timer.data = t;
     sm_list_init(&t->hs_list);
     sm_list_init(&t->hb_list);
     sm_list_init(&t->closing_list);
@@ -568,6 +615,7 @@ void sm_io_thread_join_free(sm_io_thread_t *t)
     }
     sm_ws_thread_destroy(&t->ws);
     sm_iplimit_free(t->connlimit);
+    free(t->drain_list);
     free(t->dirty);
     free(t->slots);
     free(t->gens);
