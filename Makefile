@@ -68,7 +68,7 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 UNIT_SUPPORT_OBJS := $(UNIT_SUPPORT:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps deps-test run test test-unit test-integration test-js test-e2e test-asan test-tsan \
-        format lint clean check-config
+        format lint clean check-config leakcheck
 
 all: $(BIN)
 
@@ -154,3 +154,7 @@ clean:
 include $(sort $(wildcard mk/*.mk))
 
 -include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)
+
+# valgrind: start -> 1,000 sessions -> SIGTERM, no leaks, no errors.
+leakcheck: deps-test $(BIN)
+	@SM_BIN=$(CURDIR)/$(BIN) scripts/leakcheck.sh

@@ -13,7 +13,9 @@ if [ "$mode" = test ]; then
     # sqlite3: the integration tests lock the database with the CLI;
     # chromium: the end-to-end browser test (driven by playwright-core);
     # prometheus: for promtool (metrics tests); Debian ships no smaller package with it.
-    pkgs="$pkgs sqlite3 chromium valgrind prometheus"
+    # haproxy: the load balancer in front of two instances (proxy.test.js);
+    # openssl: test certificates (scripts/gen-test-certs.sh) and s_client (tls.test.js).
+    pkgs="$pkgs sqlite3 chromium valgrind prometheus haproxy openssl"
 fi
 
 missing=""
