@@ -11,6 +11,8 @@
 #include "config/config.h"
 
 #include <ctype.h>
+#include <sched.h>
+#include <stdio.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -728,9 +730,29 @@ static bool is_wildcard_host(const char *h)
            strcmp(h, "[::]") == 0;
 }
 
+/* CPUs this process may use: the affinity mask (taskset, cpusets), further
+ * bounded by a cgroup v2 CPU quota (a container's cpu limit: cpu.max
+ * "quota period", rounded up), so "0 = number of cores" means the cores the
+ * container gets, not the node's. */
 static unsigned online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        n = CPU_COUNT(&set);
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f) {
+        char quota[32];
+        long period = 0;
+        if (fscanf(f, "%31s %ld", quota, &period) == 2 && strcmp(quota, "max") != 0 &&
+            period > 0) {
+            long q = strtol(quota, NULL, 10);
+            long lim = (q + period - 1) / period;
+            if (lim >= 1 && lim < n)
+                n = lim;
+        }
+        fclose(f);
+    }
     if (n < 1)
         return 1;
     return n > 256 ? 256 : (unsigned)n; /* the same cap as server.io_threads */

@@ -308,6 +308,10 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
     int rc = sm_auth_new(cfg, &s->auth, err, errlen);
     if (rc != 0)
         return rc;
+    if (sm_strlist_contains(&cfg->auth_auth_method, "token") &&
+        sm_strlist_contains(&cfg->auth_api_keys, "test_client_1:test_token_1"))
+        SM_LOG(SM_LOG_WARN, SM_MSG("auth.api_keys holds the public test credentials: set your "
+                                   "own keys (or auth_method=jwt) before exposing this server"));
     s->n_io = cfg->io_threads;
     s->n_workers = cfg->workers;
     p->listen_fds = sm_xcalloc(s->n_io, sizeof *p->listen_fds);
