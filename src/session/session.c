@@ -88,6 +88,7 @@ static void session_free(session_t *s)
     }
     free(s->client_id);
     free(s->bad_at);
+    free(s->store_digest);
     free(s);
 }
 
@@ -461,6 +462,14 @@ bool sm__sess_check_identity(session_t *s, const sm_frame_t *f, sm_payload_str_t
     if (token.ptr != NULL) {
         char *tok = sm__sess_dup(token);
         int rc = sm_auth_check(s->ss->srv->auth, s->client_id, tok, (int64_t)time(NULL));
+        if (rc == SM_EAGAIN) {
+            /* "store": the token the store accepted at CONNECT is accepted
+             * again (the store is read once per connection, docs/protocol.md
+             * 8.3); any other token is refused. */
+            uint8_t d[SM_AUTH_DIGEST_LEN];
+            sm_auth_token_digest(tok, token.len, d);
+            rc = s->store_digest && sm_auth_digest_equal(d, s->store_digest) ? 0 : SM_EAUTH;
+        }
         free(tok);
         if (rc != 0) {
             sm__sess_error(s, f->uuid, 401, "invalid auth_token", "client_id", s->client_id);
@@ -666,6 +675,10 @@ static void on_client_fetched(int status, const sm_store_result_t *res, void *ar
     if (ok) {
         char *cid = op->client_id;
         op->client_id = NULL;
+        if (s->state == ST_AWAITING) {
+            s->store_digest = sm_xmalloc(SM_AUTH_DIGEST_LEN);
+            memcpy(s->store_digest, op->token_digest, SM_AUTH_DIGEST_LEN);
+        }
         connect_accept(s, op->uuid, cid, op->resume_token,
                        op->resume_token ? strlen(op->resume_token) : 0);
     } else if (status != 0 && status != SM_ENOTFOUND) {

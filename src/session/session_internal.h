@@ -86,6 +86,8 @@ struct session_s {
                          (allocated at the first bad frame only) */
     uint32_t bad_next, bad_count;
     uint8_t resume_token[16]; /* given in CONNECT_ACK */
+    uint8_t *store_digest;    /* auth_method=store: SHA-256 of the token the
+                                 store accepted at CONNECT (NULL otherwise) */
     bool detached;            /* abrupt end: waiting for a resume */
     bool replaced;            /* registration taken over: no cleanup */
     bool gone_emitted;        /* client.disconnected sent */
