@@ -315,6 +315,50 @@ int sm_payload_validate_ping(const json_t *root, sm_payload_ping_t *out, sm_payl
     return 0;
 }
 
+static size_t skip_ws(const char *s, size_t i, size_t len)
+{
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return i;
+}
+
+bool sm_payload_ping_fast(const void *data, size_t len, sm_payload_str_t *ts)
+{
+    static const char key[] = "\"timestamp\"";
+    const char *s = data;
+    size_t i = skip_ws(s, 0, len);
+    if (i >= len || s[i] != '{')
+        return false;
+    i = skip_ws(s, i + 1, len);
+    if (len - i < sizeof key - 1 || memcmp(s + i, key, sizeof key - 1) != 0)
+        return false;
+    i = skip_ws(s, i + sizeof key - 1, len);
+    if (i >= len || s[i] != ':')
+        return false;
+    i = skip_ws(s, i + 1, len);
+    size_t start = i;
+    if (i < len && s[i] == '-')
+        i++;
+    size_t digits = i;
+    if (i < len && s[i] == '0') {
+        i++;
+    } else {
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+    }
+    if (i == digits || i - digits > 18)
+        return false;
+    size_t end = i;
+    i = skip_ws(s, i, len);
+    if (i >= len || s[i] != '}')
+        return false;
+    if (skip_ws(s, i + 1, len) != len)
+        return false;
+    ts->ptr = s + start;
+    ts->len = end - start;
+    return true;
+}
+
 int sm_payload_validate_register(const json_t *root, sm_payload_register_t *out,
                                  sm_payload_err_t *err)
 {

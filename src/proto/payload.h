@@ -190,6 +190,18 @@ int sm_payload_validate_connect(const json_t *root, sm_payload_connect_t *out,
 int sm_payload_validate_disconnect(const json_t *root, sm_payload_disconnect_t *out,
                                    sm_payload_err_t *err);
 int sm_payload_validate_ping(const json_t *root, sm_payload_ping_t *out, sm_payload_err_t *err);
+
+/*
+ * PING fast path (no jansson tree): true when data[0..len) is exactly a JSON
+ * object with the one member "timestamp" holding an integer of at most 18
+ * digits (always within int64), JSON whitespace allowed between tokens; *ts
+ * then points at the integer's bytes inside data.  Anything else (other
+ * members, fractions, exponents, duplicates, invalid JSON) returns false and
+ * the caller takes the general path (sm_payload_load + validate_ping), which
+ * accepts or rejects it with its usual messages: the fast path never decides
+ * a rejection.  Any thread.
+ */
+bool sm_payload_ping_fast(const void *data, size_t len, sm_payload_str_t *ts);
 int sm_payload_validate_register(const json_t *root, sm_payload_register_t *out,
                                  sm_payload_err_t *err);
 int sm_payload_validate_unregister(const json_t *root, sm_payload_unregister_t *out,

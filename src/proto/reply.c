@@ -3,7 +3,6 @@
  */
 #include "proto/reply.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -125,10 +124,24 @@ void sm_reply_strn(sm_reply_t *r, const char *k, const char *val, size_t len)
 
 void sm_reply_int(sm_reply_t *r, const char *k, int64_t val)
 {
+    /* By hand: snprintf was a visible share of a PING's cost. */
     char buf[24];
-    int n = snprintf(buf, sizeof buf, "%" PRId64, val);
+    char *p = buf + sizeof buf;
+    uint64_t u = val < 0 ? (uint64_t)0 - (uint64_t)val : (uint64_t)val;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (val < 0)
+        *--p = '-';
     key(r, k);
-    put(r, buf, (size_t)n);
+    put(r, p, (size_t)(buf + sizeof buf - p));
+}
+
+void sm_reply_raw(sm_reply_t *r, const char *k, const char *json, size_t len)
+{
+    key(r, k);
+    put(r, json, len);
 }
 
 void sm_reply_bool(sm_reply_t *r, const char *k, bool val)

@@ -38,6 +38,9 @@ void sm_reply_bool(sm_reply_t *r, const char *key, bool val);
 void sm_reply_null(sm_reply_t *r, const char *key);
 /* Any jansson value (serialised compactly); NULL writes null. */
 void sm_reply_json(sm_reply_t *r, const char *key, const json_t *val);
+/* A JSON value given as text the caller has already validated (e.g. the
+ * number bytes sm_payload_ping_fast found), copied as it is. */
+void sm_reply_raw(sm_reply_t *r, const char *key, const char *json, size_t len);
 /* Array of strings from a NULL-terminated C array. */
 void sm_reply_str_array(sm_reply_t *r, const char *key, const char *const *vals);
 /* Nested object. */

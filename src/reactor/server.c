@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -42,6 +43,10 @@
 #include "reactor/proxy_proto.h"
 
 #define DRAIN_POLL_MS 10
+/* Memory give-back (on_trim_tick): how often the open connections are
+ * looked at, and how far they must have fallen from their peak. */
+#define TRIM_PERIOD_MS 5000
+#define TRIM_MIN_DROP 1000
 
 struct sm_server_priv_s {
     uv_loop_t loop;
@@ -49,6 +54,8 @@ struct sm_server_priv_s {
     uv_async_t stop_async;
     uv_timer_t drain_timer;
     uint64_t drain_deadline;
+    uv_timer_t trim_timer;
+    int64_t trim_peak; /* most WebSockets open since the last trim */
     bool draining;
     bool started;
     bool stopped;
@@ -150,6 +157,8 @@ static void stop_threads(sm_server_t *s)
     p->metrics = NULL;
     uv_timer_stop(&p->drain_timer);
     uv_close((uv_handle_t *)&p->drain_timer, NULL);
+    uv_timer_stop(&p->trim_timer);
+    uv_close((uv_handle_t *)&p->trim_timer, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     uv_close((uv_handle_t *)&p->sighup, NULL);
@@ -165,6 +174,27 @@ static bool drained(sm_server_t *s)
             return false;
     }
     return true;
+}
+
+/* glibc keeps what the threads free in its arenas: after a burst of
+ * closes (every closing connection is briefly active, about 9 KiB each) the
+ * process stayed ~100 MiB above its idle size (docs/performance.md 5).
+ * When the open WebSockets fell by TRIM_MIN_DROP and a quarter from their
+ * peak, malloc_trim gives the free pages back. */
+static void on_trim_tick(uv_timer_t *t)
+{
+    sm_server_t *s = t->data;
+    struct sm_server_priv_s *p = s->_priv;
+    int64_t open = atomic_load_explicit(&s->ws_open, memory_order_relaxed);
+    if (open > p->trim_peak)
+        p->trim_peak = open;
+    int64_t drop = p->trim_peak - open;
+    if (drop >= TRIM_MIN_DROP && drop >= p->trim_peak / 4) {
+        malloc_trim(0);
+        SM_LOG(SM_LOG_DEBUG, SM_MSG("memory trimmed"), SM_INT("open", open),
+               SM_INT("peak", p->trim_peak));
+        p->trim_peak = open;
+    }
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -399,6 +429,9 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
     p->stop_async.data = s;
     uv_timer_init(&p->loop, &p->drain_timer);
     p->drain_timer.data = s;
+    uv_timer_init(&p->loop, &p->trim_timer);
+    p->trim_timer.data = s;
+    uv_timer_start(&p->trim_timer, on_trim_tick, TRIM_PERIOD_MS, TRIM_PERIOD_MS);
     if (p->metrics_fd >= 0) {
         SM_ASSERT(sm_metrics_start(s, &p->loop, p->metrics_fd, &p->metrics) == 0);
         p->metrics_fd = -1;

@@ -354,6 +354,13 @@ static void test_header_alg(void **state)
     assert_int_equal(why_header("{\"alg\":\"HS256\",\"typ\":\"JWT\"}"), SM_JWT_OK);
     assert_int_equal(why_header("{\"alg\":\"HS256\"}"), SM_JWT_OK);
     assert_int_equal(why_header("{\"typ\":\"JWT\",\"alg\":\"HS256\",\"kid\":\"k1\"}"), SM_JWT_OK);
+    /* the byte-for-byte fast forms and their near misses (general path) */
+    assert_int_equal(why_header("{\"typ\":\"JWT\",\"alg\":\"HS256\"}"), SM_JWT_OK);
+    assert_int_equal(why_header("{ \"alg\": \"HS256\", \"typ\": \"JWT\" }"), SM_JWT_OK);
+    assert_int_equal(why_header("{\"alg\":\"HS256\",\"typ\":\"JWT\"}x"), SM_JWT_MALFORMED);
+    assert_int_equal(why_header("{\"alg\":\"HS256\",\"typ\":\"JWT\",\"crit\":[]}"), SM_JWT_BAD_ALG);
+    assert_int_equal(why_header("{\"alg\":\"HS256\",\"typ\":\"JWT\",\"alg\":\"HS256\"}"),
+                     SM_JWT_MALFORMED);
     assert_int_equal(why_header("{\"alg\":\"none\",\"typ\":\"JWT\"}"), SM_JWT_BAD_ALG);
     assert_int_equal(why_header("{\"alg\":\"HS512\",\"typ\":\"JWT\"}"), SM_JWT_BAD_ALG);
     assert_int_equal(why_header("{\"alg\":\"RS256\",\"typ\":\"JWT\"}"), SM_JWT_BAD_ALG);

@@ -448,6 +448,61 @@ static void test_ping(void **state)
     json_decref(r);
 }
 
+/* The PING fast path accepts only {"timestamp":<integer>} and never a payload
+ * the general path would reject; what it accepts, the general path accepts
+ * with the same number. */
+static void test_ping_fast(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        const char *ts; /* NULL: not taken by the fast path */
+    } cases[] = {
+        {"{\"timestamp\":1704110400000}", "1704110400000"},
+        {" {\r\n\t\"timestamp\" : -42 }\n", "-42"},
+        {"{\"timestamp\":0}", "0"},
+        {"{\"timestamp\":-0}", "-0"},
+        {"{\"timestamp\":999999999999999999}", "999999999999999999"}, /* 18 digits */
+        {"{\"timestamp\":1000000000000000000}", NULL},                 /* 19: general path */
+        {"{\"timestamp\":1.5}", NULL},
+        {"{\"timestamp\":1e3}", NULL},
+        {"{\"timestamp\":01}", NULL},
+        {"{\"timestamp\":-}", NULL},
+        {"{\"timestamp\":}", NULL},
+        {"{\"timestamp\":\"1\"}", NULL},
+        {"{\"timestamp\":1,\"x\":2}", NULL},
+        {"{\"x\":2,\"timestamp\":1}", NULL},
+        {"{\"timestamp\":1}{", NULL},
+        {"{\"timestamp\":1", NULL},
+        {"{\"timestamp\":1}x", NULL},
+        {"{\"time\\u0073tamp\":1}", NULL},
+        {"{\"timestamp\" 1}", NULL},
+        {"{}", NULL},
+        {"", NULL},
+        {"[1]", NULL},
+    };
+    for (size_t k = 0; k < COUNT_OF(cases); k++) {
+        const char *in = cases[k].in;
+        sm_payload_str_t ts = {NULL, 0};
+        bool fast = sm_payload_ping_fast(in, strlen(in), &ts);
+        if (cases[k].ts == NULL) {
+            assert_false(fast);
+            continue;
+        }
+        assert_true(fast);
+        assert_int_equal(ts.len, strlen(cases[k].ts));
+        assert_memory_equal(ts.ptr, cases[k].ts, ts.len);
+        /* the general path agrees */
+        json_t *root = NULL;
+        assert_int_equal(sm_payload_load(in, strlen(in), &root, NULL), 0);
+        sm_payload_ping_t p;
+        assert_int_equal(sm_payload_validate_ping(root, &p, NULL), 0);
+        assert_true(json_is_integer(p.timestamp));
+        assert_int_equal(json_integer_value(p.timestamp), strtoll(cases[k].ts, NULL, 10));
+        json_decref(root);
+    }
+}
+
 static void test_register(void **state)
 {
     (void)state;
@@ -812,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_out_untouched_on_failure),
         cmocka_unit_test(test_disconnect),
         cmocka_unit_test(test_ping),
+        cmocka_unit_test(test_ping_fast),
         cmocka_unit_test(test_register),
         cmocka_unit_test(test_room_create_max_participants),
         cmocka_unit_test(test_room_join_leave_output),

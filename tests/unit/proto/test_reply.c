@@ -155,6 +155,28 @@ static void test_every_builder(void **state)
     sm_obuf_unref(b);
 }
 
+/* sm_reply_int's hand-written conversion against snprintf, and sm_reply_raw. */
+static void test_int_and_raw(void **state)
+{
+    (void)state;
+    static const int64_t vals[] = {0, 1, -1, 9, 10, -10, 99, 100, 1704110400000LL,
+                                   -1704110400000LL, 9223372036854775807LL,
+                                   -9223372036854775807LL - 1};
+    for (size_t k = 0; k < sizeof vals / sizeof vals[0]; k++) {
+        sm_reply_t r;
+        sm_reply_begin(&r, SM_MSG_PING_ACK, req_uuid);
+        sm_reply_raw(&r, "ts", "-0", 2);
+        sm_reply_int(&r, "v", vals[k]);
+        sm_obuf_t *b = sm_reply_finish(&r, NULL);
+        decoded_t d = decode(b);
+        char want[64];
+        snprintf(want, sizeof want, "{\"ts\":-0,\"v\":%lld}", (long long)vals[k]);
+        assert_string_equal(d.text, want);
+        decoded_free(&d);
+        sm_obuf_unref(b);
+    }
+}
+
 static void test_empty_object(void **state)
 {
     (void)state;
@@ -438,6 +460,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_builder),
+        cmocka_unit_test(test_int_and_raw),
         cmocka_unit_test(test_empty_object),
         cmocka_unit_test(test_exact_bytes_simple),
         cmocka_unit_test(test_fresh_uuid),
