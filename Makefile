@@ -118,7 +118,7 @@ check-config: $(BIN)
 	$(BIN) --check-config
 
 test: deps-test
-	@$(MAKE) --no-print-directory all test-unit test-integration test-js test-e2e
+	@$(MAKE) --no-print-directory all test-unit test-fuzz-replay test-integration test-js test-e2e
 
 test-unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
@@ -135,7 +135,7 @@ test-e2e: $(BIN)
 	@SM_BIN=$(CURDIR)/$(BIN) node --test tests/e2e/
 
 test-asan: deps-test
-	@$(MAKE) --no-print-directory VARIANT=asan all test-unit test-integration test-e2e
+	@$(MAKE) --no-print-directory VARIANT=asan all test-unit test-fuzz-replay test-integration test-e2e
 
 test-tsan: deps-test
 	@$(MAKE) --no-print-directory VARIANT=tsan all test-unit test-integration

@@ -15,7 +15,8 @@ if [ "$mode" = test ]; then
     # prometheus: for promtool (metrics tests); Debian ships no smaller package with it.
     # haproxy: the load balancer in front of two instances (proxy.test.js);
     # openssl: test certificates (scripts/gen-test-certs.sh) and s_client (tls.test.js).
-    pkgs="$pkgs sqlite3 chromium valgrind prometheus haproxy openssl"
+    # clang, libclang-rt-14-dev: libFuzzer (make fuzz, make fuzz-ci).
+    pkgs="$pkgs sqlite3 chromium valgrind prometheus haproxy openssl clang libclang-rt-14-dev"
 fi
 
 missing=""
