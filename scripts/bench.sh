@@ -15,6 +15,8 @@
 #   BENCH_THREADS="1/1"    our server's io_threads/workers, e.g. "1/1 2/2"; such a
 #                          server is named sm-<io>x<workers> in the tables
 #   BENCH_IDLE_CONNS=10000 connections held by the idle case
+#   BENCH_TICK_US=100      route-rate: signal-bench sends what is due every this
+#                          many microseconds (--tick-us; 1000 = bursts of 20)
 #   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1   cores for taskset
 #   BENCH_NICE=-10         run server and signal-bench at this nice level (root), so
 #                          other work on a shared machine disturbs the figures less
@@ -26,7 +28,7 @@
 #   churn       churn -c 32
 #   idle        idle -c $BENCH_IDLE_CONNS   (fresh server per run: RSS before/after)
 #   route       route -c 200 -P 16          (100 pairs, 16 in flight each, JSON SIGNALs)
-#   route-rate  route -c 200 --rate 20000   (offered load: p99 at 20k/s)
+#   route-rate  route -c 200 --rate 20000 --tick-us 100   (offered load: p99 at 20k/s)
 #   fanout      fanout -c 160 --room-size 8 (20 rooms)
 # Every run gets a freshly started server, so runs do not inherit each
 # other's memory or registrations.
@@ -43,6 +45,7 @@ BENCH_NODE=${BENCH_NODE:-1}
 BENCH_NODE_SCENARIOS=${BENCH_NODE_SCENARIOS:-"rtt rtt16 churn idle route"}
 BENCH_THREADS=${BENCH_THREADS:-"1/1"}
 BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+BENCH_TICK_US=${BENCH_TICK_US:-100}
 BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-0}
 BENCH_CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 BENCH_NICE=${BENCH_NICE:-}
@@ -188,7 +191,7 @@ case_args() {
     churn) echo "churn -c 32" ;;
     idle) echo "idle -c $BENCH_IDLE_CONNS" ;;
     route) echo "route -c 200 -P 16" ;;
-    route-rate) echo "route -c 200 --rate 20000" ;;
+    route-rate) echo "route -c 200 --rate 20000 --tick-us $BENCH_TICK_US" ;;
     fanout) echo "fanout -c 160 --room-size 8" ;;
     *) return 1 ;;
     esac

@@ -55,6 +55,7 @@ typedef struct sm_bench_opts_s {
     int concurrency;        /* -k: connections being set up at once */
     int room_size;          /* fanout: members per room */
     double rate;            /* route: offered SIGNALs/s in total (0 = closed loop) */
+    int tick_us;            /* --rate: pacing period in microseconds (100) */
     bool binary;            /* route/fanout: BINARY SIGNAL payloads instead of JSON */
     int src_addrs;          /* 127.0.0.1..N as source addresses (0 = automatic) */
     pid_t server_pid;       /* 0 = unknown: no server CPU or RSS figures */
@@ -119,7 +120,8 @@ typedef struct sm_bench_scenario_s {
     /* churn: a slot's connection closed (why as wsclient reports it). */
     void (*on_closed)(sm_bench_t *b, sm_bench_client_t *cl, sm_wsc_end_t why, int uv_err,
                       int ws_code);
-    /* Every millisecond during WARMUP/MEASURE when set (open-loop rate). */
+    /* During WARMUP/MEASURE when set: every --tick-us with --rate (the
+     * open-loop pacing), every millisecond otherwise. */
     void (*tick)(sm_bench_t *b);
     /* Free b->priv and anything prepare() allocated outside the clients. */
     void (*cleanup)(sm_bench_t *b);
@@ -127,8 +129,8 @@ typedef struct sm_bench_scenario_s {
 
 /* Find a scenario by name; NULL if unknown. */
 const sm_bench_scenario_t *sm_bench_scenario_find(const char *name);
-/* The variant of sc for an offered rate (--rate): route gets a 1 ms tick
- * that sends at the rate; other scenarios are returned unchanged. */
+/* The variant of sc for an offered rate (--rate): route gets a tick
+ * (--tick-us) that sends at the rate; other scenarios are returned unchanged. */
 const sm_bench_scenario_t *sm_bench_scenario_rated(const sm_bench_scenario_t *sc);
 /* "rtt|churn|idle|route|fanout". */
 const char *sm_bench_scenario_names(void);
@@ -189,7 +191,9 @@ struct sm_bench_s {
     bool srv_cpu_ok, sys_busy_ok;
 
     uv_timer_t phase_timer;
-    uv_timer_t tick_timer;
+    /* The --rate pacing tick: a timerfd (libuv timers have 1 ms steps). */
+    uv_poll_t tick_poll;
+    int tick_fd; /* -1 when the scenario has no tick */
     uv_timer_t watch_timer;
     bool stopping_done;
     int exit_code;

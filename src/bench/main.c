@@ -37,6 +37,7 @@ static void usage(FILE *out)
                  "  -k N                 connections being set up at once (256)\n"
                  "  --room-size K        fanout: members per room (8)\n"
                  "  --rate R             route: offered SIGNALs/s in total (open loop)\n"
+                 "  --tick-us N          --rate: send what is due every N us (100)\n"
                  "  --binary             route/fanout: BINARY SIGNAL payloads (default JSON)\n"
                  "  --src-addrs N        use 127.0.0.1..127.0.0.N as source addresses\n"
                  "  --server-pid PID     report server CPU per operation (and RSS for idle)\n"
@@ -56,6 +57,7 @@ enum {
     OPT_WARMUP,
     OPT_ROOM,
     OPT_RATE,
+    OPT_TICK,
     OPT_BINARY,
     OPT_SRC,
     OPT_PID,
@@ -115,6 +117,7 @@ int main(int argc, char **argv)
         .warmup = 2,
         .jwt_lifetime = 3000,
         .setup_timeout = -1,
+        .tick_us = 100,
     };
     const char *auth = NULL;
     bool dur_set = false;
@@ -124,6 +127,7 @@ int main(int argc, char **argv)
         {"warmup", required_argument, NULL, OPT_WARMUP},
         {"room-size", required_argument, NULL, OPT_ROOM},
         {"rate", required_argument, NULL, OPT_RATE},
+        {"tick-us", required_argument, NULL, OPT_TICK},
         {"binary", no_argument, NULL, OPT_BINARY},
         {"src-addrs", required_argument, NULL, OPT_SRC},
         {"server-pid", required_argument, NULL, OPT_PID},
@@ -167,6 +171,9 @@ int main(int argc, char **argv)
             break;
         case OPT_RATE:
             ok = parse_double(optarg, 1, 1e9, &o.rate);
+            break;
+        case OPT_TICK:
+            ok = parse_int(optarg, 10, 1000000, &o.tick_us);
             break;
         case OPT_BINARY:
             o.binary = true;

@@ -62,7 +62,7 @@ void sm_bench_report_human(FILE *out, const sm_bench_t *b)
     if (strcmp(b->sc->name, "fanout") == 0)
         fprintf(out, ", rooms of %d", o->room_size);
     if (o->rate > 0)
-        fprintf(out, ", offered %.0f/s", o->rate);
+        fprintf(out, ", offered %.0f/s (every %d us)", o->rate, o->tick_us);
     if (o->binary)
         fprintf(out, ", binary");
     fprintf(out, "%s%s\n", o->label ? "  " : "", o->label ? o->label : "");
@@ -124,7 +124,7 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
     if (strcmp(b->sc->name, "fanout") == 0)
         fprintf(out, ",\"room_size\":%d", o->room_size);
     if (o->rate > 0)
-        fprintf(out, ",\"rate\":%.0f", o->rate);
+        fprintf(out, ",\"rate\":%.0f,\"tick_us\":%d", o->rate, o->tick_us);
     fprintf(out,
             "},\"clients_ready\":%u,\"ops\":%" PRIu64 ",\"seconds\":%.4f,"
             "\"throughput\":%.1f,\"unit\":\"%s\"",

@@ -22,6 +22,7 @@
 
 #include <dirent.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +110,7 @@ static sm_counters_t *block(sm_server_t *s, unsigned k)
 /* Offsets of counters and histograms inside sm_counters_t, indexes
  * included (offsetof() wants constant indexes; this does not). */
 static const sm_counters_t layout;
-#define OFF(field) ((size_t)((const char *)&layout.field - (const char *)&layout))
+#define OFF(field) ((size_t)((uintptr_t)&layout.field - (uintptr_t)&layout))
 
 static uint64_t sum_at(sm_server_t *s, size_t offset)
 {
