@@ -17,6 +17,8 @@ BENCH_BIN := $(BUILD)/signal-bench
 .PHONY: bench
 
 all: $(BENCH_BIN)
+# tests/integration/bench.test.js runs it next to $(BIN).
+test-integration: $(BENCH_BIN)
 
 $(BENCH_BIN): $(BENCH_OBJS) $(LIBSM) $(LIBSMPROTO)
 	$(call say,LD,$@)
