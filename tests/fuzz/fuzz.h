@@ -21,8 +21,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "log/log.h"
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Once per process: only fatal log lines (the code under test logs what it
+ * rejects, and the fuzzer feeds it nothing else). */
+static inline void fuzz_quiet_log(void)
+{
+    sm_log_configure(SM_LOG_FATAL, SM_LOG_FORMAT_JSON, -1);
+}
+
+/* LLVMFuzzerInitialize for a target without fixtures. */
+#define FUZZ_INITIALIZE_QUIET()                                                                    \
+    int LLVMFuzzerInitialize(int *argc, char ***argv)                                              \
+    {                                                                                              \
+        (void)argc;                                                                                \
+        (void)argv;                                                                                \
+        fuzz_quiet_log();                                                                          \
+        return 0;                                                                                  \
+    }
 
 #define FUZZ_CHECK(cond)                                                                           \
     do {                                                                                           \

@@ -27,7 +27,6 @@
 #include "config/config.h"
 #include "core/err.h"
 #include "fuzz.h"
-#include "log/log.h"
 
 #define ENV_MAX 16
 
@@ -38,7 +37,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    sm_log_configure(SM_LOG_FATAL, SM_LOG_FORMAT_JSON, -1);
+    fuzz_quiet_log();
     memfd = memfd_create("smfuzz-config", MFD_CLOEXEC);
     FUZZ_CHECK(memfd >= 0);
     snprintf(memfd_path, sizeof memfd_path, "/proc/self/fd/%d", memfd);

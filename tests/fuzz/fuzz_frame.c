@@ -16,15 +16,8 @@
 #include <sm/proto.h>
 
 #include "fuzz.h"
-#include "log/log.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    sm_log_configure(SM_LOG_FATAL, SM_LOG_FORMAT_JSON, -1);
-    return 0;
-}
+FUZZ_INITIALIZE_QUIET()
 
 static void check_msg(const sm_frame_t *f)
 {

@@ -25,7 +25,6 @@
 #include "http/request.h"
 #include "http/static.h"
 #include "http/upgrade.h"
-#include "log/log.h"
 
 #define SECRET "SECRET-OUTSIDE-THE-DEMO-TREE"
 
@@ -62,7 +61,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    sm_log_configure(SM_LOG_FATAL, SM_LOG_FORMAT_JSON, -1);
+    fuzz_quiet_log();
     const char *tmp = getenv("TMPDIR");
     snprintf(root, sizeof root, "%s/smfuzz-http-XXXXXX", tmp && strlen(tmp) < 40 ? tmp : "/tmp");
     FUZZ_CHECK(mkdtemp(root) != NULL);

@@ -27,20 +27,13 @@
 #include "auth/jwt.h"
 #include "core/err.h"
 #include "fuzz.h"
-#include "log/log.h"
 
 static const uint8_t secret[] = "fuzz-secret-0123456789abcdef-0123456789";
 #define SECRET_LEN (sizeof secret - 1)
 #define NOW 1700000000
 #define MAX_LIFE 3600
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    sm_log_configure(SM_LOG_FATAL, SM_LOG_FORMAT_JSON, -1);
-    return 0;
-}
+FUZZ_INITIALIZE_QUIET()
 
 static int verify(const char *tok, size_t len, char *sub, size_t cap, sm_jwt_reason_t *why)
 {

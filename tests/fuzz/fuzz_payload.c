@@ -24,16 +24,9 @@
 
 #include "core/err.h"
 #include "fuzz.h"
-#include "log/log.h"
 #include "proto/payload.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    sm_log_configure(SM_LOG_FATAL, SM_LOG_FORMAT_JSON, -1);
-    return 0;
-}
+FUZZ_INITIALIZE_QUIET()
 
 static size_t depth_of(const json_t *v)
 {

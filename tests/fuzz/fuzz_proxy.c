@@ -26,16 +26,9 @@
 #include <netinet/in.h>
 
 #include "fuzz.h"
-#include "log/log.h"
 #include "reactor/proxy_proto.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    sm_log_configure(SM_LOG_FATAL, SM_LOG_FORMAT_JSON, -1);
-    return 0;
-}
+FUZZ_INITIALIZE_QUIET()
 
 /* Parse an exact-size heap copy of p[0..n) (ASan sees any over-read). */
 static int parse_copy(sm_proxy_mode_t mode, const uint8_t *p, size_t n, sm_proxy_result_t *r)

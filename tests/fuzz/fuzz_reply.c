@@ -22,19 +22,12 @@
 #include "core/err.h"
 #include "core/obuf.h"
 #include "fuzz.h"
-#include "log/log.h"
 #include "proto/reply.h"
 
 #define DEPTH_MAX 8
 #define STEPS_MAX 64
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    sm_log_configure(SM_LOG_FATAL, SM_LOG_FORMAT_JSON, -1);
-    return 0;
-}
+FUZZ_INITIALIZE_QUIET()
 
 /* Length of the valid UTF-8 sequence at s[0..n) (strict: no overlongs,
  * surrogates or code points past U+10FFFF), 0 if invalid. */

@@ -16,17 +16,10 @@
 
 #include "cloud/cloudflare.h"
 #include "fuzz.h"
-#include "log/log.h"
 
 #define CAP 64
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    sm_log_configure(SM_LOG_FATAL, SM_LOG_FORMAT_JSON, -1);
-    return 0;
-}
+FUZZ_INITIALIZE_QUIET()
 
 static bool token(const char *s, size_t cap)
 {

@@ -31,16 +31,9 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "log/log.h"
 #include "ws/ws_conn.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    sm_log_configure(SM_LOG_FATAL, SM_LOG_FORMAT_JSON, -1);
-    return 0;
-}
+FUZZ_INITIALIZE_QUIET()
 
 /* ---- what a connection saw ---- */
 
