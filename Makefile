@@ -67,7 +67,7 @@ UNIT_SUPPORT := $(sort $(wildcard tests/unit/support/*.c))
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 UNIT_SUPPORT_OBJS := $(UNIT_SUPPORT:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps deps-test run test test-unit test-integration test-js test-e2e test-asan test-tsan \
+.PHONY: all deps deps-test run test test-unit test-integration test-js test-fakes test-e2e test-asan test-tsan \
         format lint clean check-config leakcheck
 
 all: $(BIN)
@@ -118,7 +118,8 @@ check-config: $(BIN)
 	$(BIN) --check-config
 
 test: deps-test
-	@$(MAKE) --no-print-directory all test-unit test-fuzz-replay test-integration test-js test-e2e
+	@$(MAKE) --no-print-directory all test-unit test-fuzz-replay test-integration test-js test-fakes \
+	    test-e2e
 
 test-unit: $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
@@ -129,6 +130,11 @@ test-integration: $(BIN)
 # JavaScript SDK unit tests (node:test, no server).
 test-js:
 	@node --test tests/js/
+
+# The fake cloud servers' own tests (tests/fakes/README.md): they hold the
+# fakes to the documented API contracts the integration tests rely on.
+test-fakes:
+	@node --test tests/fakes/test/
 
 # Real-browser end-to-end test: headless Chromium drives the demo page.
 test-e2e: $(BIN)
