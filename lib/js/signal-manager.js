@@ -934,9 +934,8 @@ export class SignalManagerClient extends Emitter {
         if (sock) {
             if (sock.established && sock.ws.readyState === WS_OPEN) {
                 try {
-                    this._sendRaw(sock, reason === undefined || reason === null
-                        ? encodeFrame({ type: MessageType.DISCONNECT })
-                        : encodeFrame({ type: MessageType.DISCONNECT, json: { reason: String(reason) } }));
+                    const json = reason === undefined || reason === null ? undefined : { reason: String(reason) };
+                    this._sendRaw(sock, encodeFrame({ type: MessageType.DISCONNECT, json }));
                 } catch {
                     /* the close below ends it anyway */
                 }
