@@ -179,7 +179,7 @@ function peerTile(peer) {
 
 function createPeer(id, initiator) {
     const pc = new RTCPeerConnection({ iceServers: app.iceServers });
-    const peer = { id, pc, dc: null, initiator, pendingCandidates: [], tile: null, video: null, stream: null };
+    const peer = { id, pc, dc: null, initiator, tile: null, video: null, stream: null };
     app.peers.set(id, peer);
 
     pc.onicecandidate = (ev) => {
@@ -286,12 +286,17 @@ async function onAnswer(from, desc) {
     await flushCandidates(peer);
 }
 
+/* client_id -> ICE candidates that arrived before the offer/answer was applied
+ * (or before the peer existed); flushCandidates() adds them. */
+const earlyCandidates = new Map();
+
 async function onCandidate(from, cand) {
     const peer = app.peers.get(from);
     if (!peer || !peer.pc.remoteDescription) {
         /* the offer/answer has not been applied yet: keep it */
-        const queue = pendingFor(from);
-        queue.push(cand);
+        if (!earlyCandidates.has(from))
+            earlyCandidates.set(from, []);
+        earlyCandidates.get(from).push(cand);
         return;
     }
     try {
@@ -301,21 +306,9 @@ async function onCandidate(from, cand) {
     }
 }
 
-const earlyCandidates = new Map(); /* candidates that arrived before their peer existed */
-
-function pendingFor(from) {
-    const peer = app.peers.get(from);
-    if (peer)
-        return peer.pendingCandidates;
-    if (!earlyCandidates.has(from))
-        earlyCandidates.set(from, []);
-    return earlyCandidates.get(from);
-}
-
 async function flushCandidates(peer) {
-    const list = [...(earlyCandidates.get(peer.id) ?? []), ...peer.pendingCandidates];
+    const list = earlyCandidates.get(peer.id) ?? [];
     earlyCandidates.delete(peer.id);
-    peer.pendingCandidates = [];
     for (const c of list) {
         try {
             await peer.pc.addIceCandidate(c);

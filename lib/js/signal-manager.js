@@ -92,19 +92,9 @@ export function messageTypeName(type) {
     return `0x${Number(type).toString(16).padStart(2, '0')}`;
 }
 
-/* Request type -> the ACK type that answers it (always request + 1). */
-const ACK_OF = new Map([
-    [MessageType.CONNECT, MessageType.CONNECT_ACK],
-    [MessageType.PING, MessageType.PING_ACK],
-    [MessageType.REGISTER, MessageType.REGISTER_ACK],
-    [MessageType.UNREGISTER, MessageType.UNREGISTER_ACK],
-    [MessageType.ROOM_CREATE, MessageType.ROOM_CREATE_ACK],
-    [MessageType.ROOM_JOIN, MessageType.ROOM_JOIN_ACK],
-    [MessageType.ROOM_LEAVE, MessageType.ROOM_LEAVE_ACK],
-    [MessageType.SESSION_UPDATE, MessageType.SESSION_UPDATE_ACK],
-]);
-
 const ID_RE = /^[A-Za-z0-9._:@-]{1,128}$/;
+/* What ID_RE accepts, for error messages. */
+const ID_RULE = '1-128 characters of [A-Za-z0-9._:@-]';
 
 /** SFU mode: most tracks or mids one SESSION_UPDATE may carry (the SFU's per-request limit). */
 export const MAX_SFU_TRACKS = 64;
@@ -223,15 +213,20 @@ export function uuidToBytes(text) {
  * context, e.g. the demo opened over plain http on a LAN address.
  */
 export function uuidv4() {
+    return uuidFromBytes(uuidv4Bytes());
+}
+
+/* uuidv4() as its 16 bytes (what a frame carries). */
+function uuidv4Bytes() {
     const c = globalThis.crypto;
     if (c && typeof c.getRandomValues === 'function') {
         const b = c.getRandomValues(new Uint8Array(16));
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        return uuidFromBytes(b);
+        return b;
     }
     if (c && typeof c.randomUUID === 'function')
-        return c.randomUUID();
+        return uuidToBytes(c.randomUUID());
     throw new Error('signal-manager: no crypto.getRandomValues in this environment');
 }
 
@@ -295,7 +290,7 @@ export function encodeFrame({ type, uuid, payloadType, payload, json } = {}) {
         throw new FrameError('bad-type', `message type must be an integer 0-255, got ${type}`);
     let uuidBytes;
     if (uuid === undefined || uuid === null)
-        uuidBytes = uuidToBytes(uuidv4());
+        uuidBytes = uuidv4Bytes();
     else if (typeof uuid === 'string')
         uuidBytes = uuidToBytes(uuid);
     else if (uuid instanceof Uint8Array && uuid.length === 16)
@@ -413,7 +408,7 @@ export function decodeFrame(data) {
  */
 export function encodeSignalBinary(clientId, body) {
     if (!isValidId(clientId))
-        throw new FrameError('bad-id', 'client_id must be 1-128 characters of [A-Za-z0-9._:@-]');
+        throw new FrameError('bad-id', `client_id must be ${ID_RULE}`);
     let bytes;
     try {
         bytes = toBytes(body);
@@ -519,7 +514,7 @@ export class Emitter {
 function sessionUpdateBody(p) {
     const bad = (field, msg) => localError(400, `${field}: ${msg}`, { details: { field } });
     if (!isValidId(p.sessionId))
-        throw bad('sessionId', 'must be 1-128 characters of [A-Za-z0-9._:@-]');
+        throw bad('sessionId', `must be ${ID_RULE}`);
     const body = { session_id: p.sessionId, action: p.action };
     switch (p.action) {
     case SessionAction.ANSWER:
@@ -559,6 +554,8 @@ function sessionUpdateBody(p) {
 /* ------------------------------------------------------------------------ */
 
 const WS_OPEN = 1;
+/* Longest setTimeout/setInterval delay (ms); larger ones fire at once. */
+const MAX_TIMER_DELAY = 0x7fffffff;
 const RECENT_SIGNALS_MAX = 1024;
 
 const DEFAULTS = Object.freeze({
@@ -582,6 +579,11 @@ function noop() {}
 
 function localError(code, message, extra = {}) {
     return new SignalManagerError(code, message, { ...extra, local: true });
+}
+
+/* Local 400 for an argument `field` that is not a valid id. */
+function idError(field) {
+    return localError(400, `${field} must be ${ID_RULE}`);
 }
 
 function defaultMetadata() {
@@ -611,8 +613,7 @@ export class SignalManagerClient extends Emitter {
         if (typeof options.url !== 'string' || options.url === '')
             throw new TypeError('SignalManagerClient: options.url (ws:// or wss://) required');
         if (!isValidId(options.clientId))
-            throw new TypeError(
-                'SignalManagerClient: options.clientId must be 1-128 characters of [A-Za-z0-9._:@-]');
+            throw new TypeError(`SignalManagerClient: options.clientId must be ${ID_RULE}`);
         const tok = options.authToken;
         if (!(typeof tok === 'string' && tok !== '') && typeof tok !== 'function')
             throw new TypeError(
@@ -711,7 +712,7 @@ export class SignalManagerClient extends Emitter {
     async register(opts = {}) {
         const o = { ...opts };
         if (o.roomId !== undefined && o.roomId !== null && !isValidId(o.roomId))
-            throw localError(400, 'roomId must be 1-128 characters of [A-Za-z0-9._:@-]');
+            throw idError('roomId');
         const ack = await this._request(MessageType.REGISTER, await this._registerPayload(o));
         this._registerOptions = o;
         if (this._state === ClientState.CONNECTED)
@@ -726,8 +727,7 @@ export class SignalManagerClient extends Emitter {
             version: this._opts.version, client_id: this._clientId, auth_token: token,
         });
         this._registerOptions = null;
-        this._rooms.clear();
-        this._sfu.clear();
+        this._forgetRooms();
         if (this._state === ClientState.REGISTERED)
             this._setState(ClientState.CONNECTED);
         return ack;
@@ -745,17 +745,9 @@ export class SignalManagerClient extends Emitter {
     async createRoom(opts = {}) {
         const { roomId, offerSdp, metadata, capabilities, timeout } = opts;
         if (roomId !== undefined && roomId !== null && !isValidId(roomId))
-            throw localError(400, 'roomId must be 1-128 characters of [A-Za-z0-9._:@-]');
-        const payload = { version: this._opts.version, client_id: this._clientId };
-        if (roomId)
-            payload.room_id = roomId;
-        if (offerSdp !== undefined && offerSdp !== null)
-            payload.offer_sdp = offerSdp;
-        if (capabilities !== undefined)
-            payload.capabilities = capabilities;
-        if (metadata !== undefined)
-            payload.metadata = metadata;
-        const ack = await this._request(MessageType.ROOM_CREATE, payload, { timeout });
+            throw idError('roomId');
+        const ack = await this._request(MessageType.ROOM_CREATE,
+            this._createPayload(roomId, { offerSdp, capabilities, metadata }), { timeout });
         const id = typeof ack.room_id === 'string' ? ack.room_id : roomId;
         if (id) {
             this._rooms.set(id, { metadata: undefined, roomMetadata: metadata });
@@ -774,7 +766,7 @@ export class SignalManagerClient extends Emitter {
      */
     async joinRoom(roomId, opts = {}) {
         if (!isValidId(roomId))
-            throw localError(400, 'roomId must be 1-128 characters of [A-Za-z0-9._:@-]');
+            throw idError('roomId');
         const ack = await this._request(MessageType.ROOM_JOIN, this._joinPayload(roomId, opts),
             { timeout: opts.timeout });
         this._rooms.set(roomId, { metadata: opts.metadata, roomMetadata: undefined });
@@ -785,21 +777,17 @@ export class SignalManagerClient extends Emitter {
     /** ROOM_LEAVE.  Resolves with the ROOM_LEAVE_ACK payload. */
     async leaveRoom(roomId) {
         if (!isValidId(roomId))
-            throw localError(400, 'roomId must be 1-128 characters of [A-Za-z0-9._:@-]');
+            throw idError('roomId');
+        let ack;
         try {
-            const ack = await this._request(MessageType.ROOM_LEAVE, {
-                version: this._opts.version, client_id: this._clientId, room_id: roomId,
-            });
-            this._rooms.delete(roomId);
-            this._sfu.delete(roomId);
-            return ack;
+            ack = await this._request(MessageType.ROOM_LEAVE, this._roomPayload(roomId));
         } catch (err) {
-            if (!err.local && err.errorCode === 404) {
-                this._rooms.delete(roomId);
-                this._sfu.delete(roomId);
-            }
+            if (!err.local && err.errorCode === 404)
+                this._forgetRoom(roomId); /* not a member (any more) */
             throw err;
         }
+        this._forgetRoom(roomId);
+        return ack;
     }
 
     /**
@@ -814,15 +802,14 @@ export class SignalManagerClient extends Emitter {
      */
     signal(targetClientId, type, data = null, opts = {}) {
         if (!isValidId(targetClientId))
-            return Promise.reject(localError(400,
-                'targetClientId must be 1-128 characters of [A-Za-z0-9._:@-]'));
+            return Promise.reject(idError('targetClientId'));
         if (typeof type !== 'string' || type.length < 1 || type.length > 64)
             return Promise.reject(localError(400, 'signal type must be a string of 1-64 characters'));
-        const payload = { target_client_id: targetClientId, type, data: data === undefined ? null : data };
+        const payload = { target_client_id: targetClientId, type, data };
         const roomId = opts.roomId ?? null;
         if (roomId !== null) {
             if (!isValidId(roomId))
-                return Promise.reject(localError(400, 'roomId must be 1-128 characters of [A-Za-z0-9._:@-]'));
+                return Promise.reject(idError('roomId'));
             payload.room_id = roomId;
         }
         return this._request(MessageType.SIGNAL, payload, {
@@ -947,9 +934,8 @@ export class SignalManagerClient extends Emitter {
         if (sock) {
             if (sock.established && sock.ws.readyState === WS_OPEN) {
                 try {
-                    this._sendRaw(sock, reason === undefined || reason === null
-                        ? encodeFrame({ type: MessageType.DISCONNECT })
-                        : encodeFrame({ type: MessageType.DISCONNECT, json: { reason: String(reason) } }));
+                    const json = reason === undefined || reason === null ? undefined : { reason: String(reason) };
+                    this._sendRaw(sock, encodeFrame({ type: MessageType.DISCONNECT, json }));
                 } catch {
                     /* the close below ends it anyway */
                 }
@@ -974,8 +960,8 @@ export class SignalManagerClient extends Emitter {
     /* ---- sessions and sockets ---- */
 
     /*
-     * Socket record: { ws, opened, established, closed, openDeferred,
-     * closeWaiters, notice }.  Only this._sock's events are acted on; a stale
+     * Socket record: { ws, opened, established, closed, openResolve,
+     * openReject, closeWaiters, notice }.  Only this._sock's events are acted on; a stale
      * socket's late events are ignored.
      */
     _openSocket() {
@@ -1090,10 +1076,8 @@ export class SignalManagerClient extends Emitter {
             this._onSignal(frame, json);
             return;
         case MessageType.ROOM_EVENT:
-            if (json.event === 'room_closed' && typeof json.room_id === 'string') {
-                this._rooms.delete(json.room_id);
-                this._sfu.delete(json.room_id);
-            }
+            if (json.event === 'room_closed' && typeof json.room_id === 'string')
+                this._forgetRoom(json.room_id);
             this.emit('roomEvent', json);
             return;
         default: {
@@ -1253,8 +1237,7 @@ export class SignalManagerClient extends Emitter {
         for (const entry of [...this._pending.values()])
             this._settle(entry, err);
         this._registerOptions = null;
-        this._rooms.clear();
-        this._sfu.clear();
+        this._forgetRooms();
         this._resumeToken = null;
         this._setState(ClientState.DISCONNECTED);
     }
@@ -1349,10 +1332,8 @@ export class SignalManagerClient extends Emitter {
         const result = { resumed, registered: this._registerOptions !== null, rooms: [], failedRooms: [],
             roomAcks: {} };
         if (resumed || this._registerOptions === null) {
-            if (!resumed) {
-                this._rooms.clear();
-                this._sfu.clear();
-            }
+            if (!resumed)
+                this._forgetRooms();
             result.rooms = [...this._rooms.keys()];
             return result;
         }
@@ -1409,11 +1390,9 @@ export class SignalManagerClient extends Emitter {
             if (err.local || err.errorCode !== 404 || !this._opts.recreateRooms)
                 throw err;
         }
-        const payload = { version: this._opts.version, client_id: this._clientId, room_id: roomId };
-        if (info.roomMetadata !== undefined)
-            payload.metadata = info.roomMetadata;
         try {
-            return await this._request(MessageType.ROOM_CREATE, payload, { internal: true });
+            return await this._request(MessageType.ROOM_CREATE,
+                this._createPayload(roomId, { metadata: info.roomMetadata }), { internal: true });
         } catch (err) {
             if (err.local || err.errorCode !== 409)
                 throw err;
@@ -1427,8 +1406,10 @@ export class SignalManagerClient extends Emitter {
         this._stopHeartbeat();
         let interval = this._opts.heartbeatInterval;
         if (!(interval > 0)) {
-            const s = Number(ack.heartbeat_interval);
-            interval = s > 0 ? s * 1000 : 30000;
+            /* The server's value, in seconds.  Beyond MAX_TIMER_DELAY a timer
+             * overflows and fires at once: a PING storm, not a heartbeat. */
+            const ms = Number(ack.heartbeat_interval) * 1000;
+            interval = ms > 0 && ms <= MAX_TIMER_DELAY ? ms : 30000;
         }
         const timeout = this._opts.heartbeatTimeout > 0 ? this._opts.heartbeatTimeout
             : this._opts.requestTimeout;
@@ -1464,20 +1445,22 @@ export class SignalManagerClient extends Emitter {
      */
     _request(type, payload, opts = {}) {
         const timeoutMs = opts.timeout > 0 ? opts.timeout : this._opts.requestTimeout;
-        const uuid = uuidv4();
+        const uuidBytes = uuidv4Bytes();
+        const uuid = uuidFromBytes(uuidBytes);
         const name = messageTypeName(type);
         let frame;
         try {
             frame = opts.payloadType === PayloadType.BINARY
-                ? encodeFrame({ type, uuid, payloadType: PayloadType.BINARY, payload })
-                : encodeFrame({ type, uuid, json: payload });
+                ? encodeFrame({ type, uuid: uuidBytes, payloadType: PayloadType.BINARY, payload })
+                : encodeFrame({ type, uuid: uuidBytes, json: payload });
         } catch (err) {
             err.requestType = name;
             return Promise.reject(err);
         }
         return new Promise((resolve, reject) => {
             const entry = {
-                uuid, type, expected: opts.noReply ? null : (ACK_OF.get(type) ?? ((type + 1) & 0xff)),
+                /* every ACK type is its request type + 1 */
+                uuid, type, expected: opts.noReply ? null : (type + 1) & 0xff,
                 resolve, reject, timer: null, sock: null, waiter: null,
             };
             this._pending.set(uuid, entry);
@@ -1609,12 +1592,41 @@ export class SignalManagerClient extends Emitter {
         this._sfu.set(roomId, { publish: pub, subscribe: sub });
     }
 
+    _forgetRoom(roomId) {
+        this._rooms.delete(roomId);
+        this._sfu.delete(roomId);
+    }
+
+    _forgetRooms() {
+        this._rooms.clear();
+        this._sfu.clear();
+    }
+
+    /* {version, client_id, room_id}: the start of every ROOM_* payload (room_id only when given). */
+    _roomPayload(roomId) {
+        const payload = { version: this._opts.version, client_id: this._clientId };
+        if (roomId)
+            payload.room_id = roomId;
+        return payload;
+    }
+
     _joinPayload(roomId, opts) {
-        const payload = { version: this._opts.version, client_id: this._clientId, room_id: roomId };
+        const payload = this._roomPayload(roomId);
         if (opts.metadata !== undefined)
             payload.metadata = opts.metadata;
         if (opts.offerSdp !== undefined && opts.offerSdp !== null)
             payload.offer_sdp = opts.offerSdp;
+        return payload;
+    }
+
+    _createPayload(roomId, { offerSdp, capabilities, metadata }) {
+        const payload = this._roomPayload(roomId);
+        if (offerSdp !== undefined && offerSdp !== null)
+            payload.offer_sdp = offerSdp;
+        if (capabilities !== undefined)
+            payload.capabilities = capabilities;
+        if (metadata !== undefined)
+            payload.metadata = metadata;
         return payload;
     }
 }
