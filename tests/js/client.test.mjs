@@ -204,6 +204,24 @@ test('heartbeat interval defaults to the server\'s heartbeat_interval', { timeou
     assert.ok(Date.now() - started >= 900, 'first PING after heartbeat_interval seconds');
 });
 
+test('heartbeat: a server heartbeat_interval too large for a timer falls back to 30 s', { timeout: TEST_TIMEOUT }, async (t) => {
+    /* 1e7 s is past setInterval's limit (2^31-1 ms): such a timer fires every
+     * millisecond, which would be a PING storm. */
+    const srv = await server(t, { heartbeatInterval: 1e7 });
+    const delays = [];
+    const realSetInterval = globalThis.setInterval;
+    globalThis.setInterval = (fn, ms, ...args) => {
+        delays.push(ms);
+        return realSetInterval(fn, ms, ...args);
+    };
+    t.after(() => { globalThis.setInterval = realSetInterval; });
+    const c = makeClient(t, srv);
+    await c.connect();
+    globalThis.setInterval = realSetInterval;
+    assert.ok(delays.includes(30000), `heartbeat timer delays: ${delays}`);
+    assert.ok(delays.every((ms) => ms <= 0x7fffffff), `heartbeat timer delays: ${delays}`);
+});
+
 test('missing PING_ACK: the connection is declared dead and resumed', { timeout: TEST_TIMEOUT }, async (t) => {
     const srv = await server(t);
     const c = makeClient(t, srv, { heartbeatInterval: 40, heartbeatTimeout: 100 });
