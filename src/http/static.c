@@ -74,6 +74,17 @@ static int safe_relative(const char *rel)
     return 1;
 }
 
+/* realpath of path into real, which must stay under rootreal (rl bytes):
+ * 0, or the status to answer (404 missing, 403 a symlink out of the tree). */
+static int resolve_under(const char *rootreal, size_t rl, const char *path, char *real)
+{
+    if (realpath(path, real) == NULL)
+        return 404;
+    if (strncmp(real, rootreal, rl) != 0 || real[rl] != '/')
+        return 403;
+    return 0;
+}
+
 static void read_file(const char *root, const char *rel, sm_static_result_t *out)
 {
     char rootreal[PATH_MAX], full[PATH_MAX], real[PATH_MAX];
@@ -81,15 +92,15 @@ static void read_file(const char *root, const char *rel, sm_static_result_t *out
         out->status = 404;
         return;
     }
-    size_t n = (size_t)snprintf(full, sizeof full, "%s/%s", rootreal,
-                                *rel ? rel : "index.html");
-    if (n >= sizeof full || realpath(full, real) == NULL) {
+    size_t rl = strlen(rootreal);
+    size_t n = (size_t)snprintf(full, sizeof full, "%s/%s", rootreal, *rel ? rel : "index.html");
+    if (n >= sizeof full) {
         out->status = 404;
         return;
     }
-    size_t rl = strlen(rootreal);
-    if (strncmp(real, rootreal, rl) != 0 || real[rl] != '/') {
-        out->status = 403; /* a symlink pointing out of the tree */
+    int st_rc = resolve_under(rootreal, rl, full, real);
+    if (st_rc != 0) {
+        out->status = st_rc;
         return;
     }
     struct stat st;
@@ -98,12 +109,18 @@ static void read_file(const char *root, const char *rel, sm_static_result_t *out
         return;
     }
     if (S_ISDIR(st.st_mode)) {
-        /* /demo/dir -> dir/index.html */
-        if (strlen(real) + sizeof "/index.html" > sizeof real) {
+        /* /demo/dir -> dir/index.html, resolved again: it may be a symlink
+         * out of the tree too. */
+        n = (size_t)snprintf(full, sizeof full, "%s/index.html", real);
+        if (n >= sizeof full) {
             out->status = 404;
             return;
         }
-        strcat(real, "/index.html");
+        st_rc = resolve_under(rootreal, rl, full, real);
+        if (st_rc != 0) {
+            out->status = st_rc;
+            return;
+        }
         if (stat(real, &st) != 0) {
             out->status = 404;
             return;

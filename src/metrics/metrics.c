@@ -74,6 +74,19 @@ static void head(out_t *o, const char *name, const char *type, const char *help)
     add(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one unlabelled sample. */
+static void counter(out_t *o, const char *name, const char *help, uint64_t v)
+{
+    head(o, name, "counter", help);
+    add(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void gauge(out_t *o, const char *name, const char *help, int64_t v)
+{
+    head(o, name, "gauge", help);
+    add(o, "%s %lld\n", name, (long long)v);
+}
+
 /* A label value as the text format wants it: \ " and newline escaped.
  * Writes into buf (truncating at len-1 bytes); returns buf. */
 static const char *esc(const char *v, char *buf, size_t len)
@@ -215,10 +228,8 @@ static void process_metrics(out_t *o, const sm_server_t *s)
         fclose(f);
     }
     long long page = (long long)sysconf(_SC_PAGESIZE);
-    head(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-    add(o, "process_resident_memory_bytes %lld\n", (long long)rss_pages * page);
-    head(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
-    add(o, "process_virtual_memory_bytes %lld\n", (long long)vsize_pages * page);
+    gauge(o, "process_resident_memory_bytes", "Resident memory size in bytes.", rss_pages * page);
+    gauge(o, "process_virtual_memory_bytes", "Virtual memory size in bytes.", vsize_pages * page);
     long fds = 0;
     DIR *d = opendir("/proc/self/fd");
     if (d) {
@@ -282,13 +293,12 @@ static void store_metrics(out_t *o, sm_server_t *s)
                  sm_store_op_name((sm_store_op_t)op));
         hist_series(o, name, labels, &sm_metrics_store_spec, &h);
     }
-    head(o, "signal_manager_store_operations_pending", "gauge", "Store operations in flight.");
     int64_t pending = 0;
     for (unsigned i = 0; i < s->n_workers; i++)
         pending += sm_worker_pending_ops(s->workers[i]);
-    add(o, "signal_manager_store_operations_pending %lld\n", (long long)pending);
-    head(o, "signal_manager_store_healthy", "gauge", "1 when the store answers.");
-    add(o, "signal_manager_store_healthy %d\n", s->store && sm_store_healthy(s->store) ? 1 : 0);
+    gauge(o, "signal_manager_store_operations_pending", "Store operations in flight.", pending);
+    gauge(o, "signal_manager_store_healthy", "1 when the store answers.",
+          s->store && sm_store_healthy(s->store) ? 1 : 0);
 }
 
 static void rest_metrics(out_t *o, sm_server_t *s)
@@ -326,46 +336,36 @@ char *sm_metrics_render(sm_server_t *s, size_t *len)
     out_t o = {.p = sm_xmalloc(32768), .len = 0, .cap = 32768};
     o.p[0] = '\0';
 
-    head(&o, "signal_manager_connections_active", "gauge", "Open WebSocket connections.");
-    add(&o, "signal_manager_connections_active %lld\n",
-        (long long)atomic_load_explicit(&s->ws_open, memory_order_relaxed));
-    head(&o, "signal_manager_sockets_open", "gauge", "Open TCP connections (any phase).");
-    add(&o, "signal_manager_sockets_open %lld\n",
-        (long long)atomic_load_explicit(&s->sockets_open, memory_order_relaxed));
-    head(&o, "signal_manager_connections_total", "counter", "Accepted TCP connections.");
-    add(&o, "signal_manager_connections_total %llu\n",
-        (unsigned long long)SUM(s, connections_total));
-    head(&o, "signal_manager_websocket_upgrades_total", "counter",
-         "Successful WebSocket upgrades.");
-    add(&o, "signal_manager_websocket_upgrades_total %llu\n",
-        (unsigned long long)SUM(s, upgrades_total));
-    head(&o, "signal_manager_upgrades_rejected_total", "counter",
-         "Upgrades refused with 503 (max_connections or draining).");
-    add(&o, "signal_manager_upgrades_rejected_total %llu\n",
-        (unsigned long long)SUM(s, rejected_total));
-    head(&o, "signal_manager_connect_rejected_total", "counter",
-         "Connection attempts or upgrades refused with 429 by the per-IP rate limit.");
-    add(&o, "signal_manager_connect_rejected_total %llu\n",
-        (unsigned long long)SUM(s, connect_rejected_total));
-    head(&o, "signal_manager_http_requests_total", "counter",
-         "HTTP requests on the WebSocket port (upgrades, health, others).");
-    add(&o, "signal_manager_http_requests_total %llu\n",
-        (unsigned long long)SUM(s, http_requests_total));
+    gauge(&o, "signal_manager_connections_active", "Open WebSocket connections.",
+          atomic_load_explicit(&s->ws_open, memory_order_relaxed));
+    gauge(&o, "signal_manager_sockets_open", "Open TCP connections (any phase).",
+          atomic_load_explicit(&s->sockets_open, memory_order_relaxed));
+    counter(&o, "signal_manager_connections_total", "Accepted TCP connections.",
+            SUM(s, connections_total));
+    counter(&o, "signal_manager_websocket_upgrades_total", "Successful WebSocket upgrades.",
+            SUM(s, upgrades_total));
+    counter(&o, "signal_manager_upgrades_rejected_total",
+            "Upgrades refused with 503 (max_connections or draining).", SUM(s, rejected_total));
+    counter(&o, "signal_manager_connect_rejected_total",
+            "Connection attempts or upgrades refused with 429 by the per-IP rate limit.",
+            SUM(s, connect_rejected_total));
+    counter(&o, "signal_manager_http_requests_total",
+            "HTTP requests on the WebSocket port (upgrades, health, others).",
+            SUM(s, http_requests_total));
 
-    head(&o, "signal_manager_sessions_active", "gauge",
-         "Protocol sessions held by the workers, detached ones waiting for a resume included.");
     int64_t sessions = 0;
     for (unsigned i = 0; i < s->n_workers; i++)
         sessions += sm_worker_sessions(s->workers[i]);
-    add(&o, "signal_manager_sessions_active %lld\n", (long long)sessions);
-    head(&o, "signal_manager_registered_clients", "gauge", "Registered clients.");
-    add(&o, "signal_manager_registered_clients %zu\n", sm_registry_count(s->registry));
-    head(&o, "signal_manager_rooms_active", "gauge", "Open rooms (WebRTC sessions).");
-    add(&o, "signal_manager_rooms_active %zu\n", sm_rooms_count(s->rooms));
-    head(&o, "signal_manager_sfu_sessions", "gauge",
-         "Cloudflare SFU sessions held or being created by room members (0 in p2p mode).");
-    add(&o, "signal_manager_sfu_sessions %lld\n",
-        (long long)atomic_load_explicit(&s->sfu_sessions, memory_order_relaxed));
+    gauge(&o, "signal_manager_sessions_active",
+          "Protocol sessions held by the workers, detached ones waiting for a resume included.",
+          sessions);
+    gauge(&o, "signal_manager_registered_clients", "Registered clients.",
+          (int64_t)sm_registry_count(s->registry));
+    gauge(&o, "signal_manager_rooms_active", "Open rooms (WebRTC sessions).",
+          (int64_t)sm_rooms_count(s->rooms));
+    gauge(&o, "signal_manager_sfu_sessions",
+          "Cloudflare SFU sessions held or being created by room members (0 in p2p mode).",
+          atomic_load_explicit(&s->sfu_sessions, memory_order_relaxed));
     head(&o, "signal_manager_session_duration_seconds", "histogram",
          "Session length from CONNECT_ACK to the end of the session.");
     sm_hist_snap_t sd = SNAP(s, session_duration, &sm_metrics_session_spec);
@@ -385,10 +385,9 @@ char *sm_metrics_render(sm_server_t *s, size_t *len)
         add(&o, "signal_manager_messages_sent_total{type=\"%s\"} %llu\n", mi->name,
             (unsigned long long)SUM(s, msgs_out[i]));
     }
-    head(&o, "signal_manager_messages_rate_limited_total", "counter",
-         "Frames answered ERROR 429 by the per-session message rate limit.");
-    add(&o, "signal_manager_messages_rate_limited_total %llu\n",
-        (unsigned long long)SUM(s, messages_rate_limited_total));
+    counter(&o, "signal_manager_messages_rate_limited_total",
+            "Frames answered ERROR 429 by the per-session message rate limit.",
+            SUM(s, messages_rate_limited_total));
     head(&o, "signal_manager_errors_total", "counter", "ERROR frames sent, by error code.");
     static const int codes[] = {
 #define SM__CODE(c) c,
@@ -411,18 +410,15 @@ char *sm_metrics_render(sm_server_t *s, size_t *len)
     add(&o, "signal_manager_websocket_closes_total{code=\"other\"} %llu\n",
         (unsigned long long)SUM(s, closes[SM_CLOSEIDX_OTHER]));
 
-    head(&o, "signal_manager_bytes_received_total", "counter", "Bytes read from clients.");
-    add(&o, "signal_manager_bytes_received_total %llu\n", (unsigned long long)SUM(s, bytes_in));
-    head(&o, "signal_manager_bytes_sent_total", "counter", "Bytes written to clients.");
-    add(&o, "signal_manager_bytes_sent_total %llu\n", (unsigned long long)SUM(s, bytes_out));
-    head(&o, "signal_manager_slow_consumers_total", "counter",
-         "Connections closed for exceeding limits.max_pending_output.");
-    add(&o, "signal_manager_slow_consumers_total %llu\n",
-        (unsigned long long)SUM(s, slow_consumers_total));
-    head(&o, "signal_manager_backpressure_pauses_total", "counter",
-         "Times a connection stopped reading because its worker inbox was full.");
-    add(&o, "signal_manager_backpressure_pauses_total %llu\n",
-        (unsigned long long)SUM(s, backpressure_pauses_total));
+    counter(&o, "signal_manager_bytes_received_total", "Bytes read from clients.",
+            SUM(s, bytes_in));
+    counter(&o, "signal_manager_bytes_sent_total", "Bytes written to clients.", SUM(s, bytes_out));
+    counter(&o, "signal_manager_slow_consumers_total",
+            "Connections closed for exceeding limits.max_pending_output.",
+            SUM(s, slow_consumers_total));
+    counter(&o, "signal_manager_backpressure_pauses_total",
+            "Times a connection stopped reading because its worker inbox was full.",
+            SUM(s, backpressure_pauses_total));
 
     head(&o, "signal_manager_queue_depth", "gauge", "Items waiting in inter-thread queues.");
     for (unsigned i = 0; i < s->n_workers; i++)
@@ -435,18 +431,14 @@ char *sm_metrics_render(sm_server_t *s, size_t *len)
     store_metrics(&o, s);
     rest_metrics(&o, s);
 
-    head(&o, "signal_manager_events_published_total", "counter", "Lifecycle events queued.");
-    add(&o, "signal_manager_events_published_total %llu\n",
-        (unsigned long long)sm_events_published(s->events));
-    head(&o, "signal_manager_events_dropped_total", "counter",
-         "Lifecycle events dropped because the queue was full.");
-    add(&o, "signal_manager_events_dropped_total %llu\n",
-        (unsigned long long)sm_events_dropped(s->events));
-    head(&o, "signal_manager_draining", "gauge", "1 while the server drains.");
-    add(&o, "signal_manager_draining %d\n",
-        atomic_load_explicit(&s->draining, memory_order_relaxed) ? 1 : 0);
-    head(&o, "signal_manager_start_time_seconds", "gauge", "Start time, Unix seconds.");
-    add(&o, "signal_manager_start_time_seconds %lld\n", (long long)(s->started_at_ms / 1000));
+    counter(&o, "signal_manager_events_published_total", "Lifecycle events queued.",
+            sm_events_published(s->events));
+    counter(&o, "signal_manager_events_dropped_total",
+            "Lifecycle events dropped because the queue was full.", sm_events_dropped(s->events));
+    gauge(&o, "signal_manager_draining", "1 while the server drains.",
+          atomic_load_explicit(&s->draining, memory_order_relaxed) ? 1 : 0);
+    gauge(&o, "signal_manager_start_time_seconds", "Start time, Unix seconds.",
+          (s->started_at_ms / 1000));
     head(&o, "signal_manager_build_info", "gauge", "Build information.");
     add(&o, "signal_manager_build_info{version=\"%s\",protocol=\"%s\"} 1\n", SM_VERSION,
         SM_PROTO_VERSION);

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,17 +183,23 @@ static sm_obuf_t *raw_obuf(const void *data, size_t len)
 
 static void queue_wire(sm_conn_t *c, sm_obuf_t *b);
 
-/* Plaintext for the peer: encrypted first on a TLS connection. */
+/* Plaintext for the peer: encrypted first on a TLS connection.  The output
+ * limit is checked here, after mbedTLS has returned: slow_consumer queues
+ * more output, which must not re-enter mbedtls_ssl_write from its send
+ * callback (tls_emit). */
 void sm__conn_queue(sm_conn_t *c, sm_obuf_t *b)
 {
     if (c->tls == NULL) {
         queue_wire(c, b);
-        return;
+    } else {
+        if (!(c->flags & CF_UV_CLOSING) &&
+            sm_tls_write(c->tls, sm_obuf_bytes(b), b->len) == SM_EPROTO)
+            sm__conn_abort(c, SM_CLOSE_ABRUPT);
+        sm_obuf_unref(b);
     }
-    if (!(c->flags & CF_UV_CLOSING) &&
-        sm_tls_write(c->tls, sm_obuf_bytes(b), b->len) == SM_EPROTO)
-        sm__conn_abort(c, SM_CLOSE_ABRUPT);
-    sm_obuf_unref(b);
+    if (c->out_bytes > (uint64_t)c->io->cfg->limits_max_pending_output && c->state == CONN_WS &&
+        !(c->flags & CF_UV_CLOSING))
+        slow_consumer(c);
 }
 
 /* TLS records for the wire (sm_tls_io_t.emit). */
@@ -224,8 +231,6 @@ static void queue_wire(sm_conn_t *c, sm_obuf_t *b)
     c->out_tail = n;
     c->out_bytes += b->len;
     sm__io_mark_dirty(t, c);
-    if (c->out_bytes > (uint64_t)t->cfg->limits_max_pending_output && c->state == CONN_WS)
-        slow_consumer(c);
 }
 
 /* The peer does not read what we send: drop what is not yet being written,
@@ -238,8 +243,10 @@ static void slow_consumer(sm_conn_t *c)
     SM_LOG(SM_LOG_WARN, SM_MSG("slow consumer closed"), SM_UINT("slot", c->slot),
            SM_UINT("pending_bytes", c->out_bytes));
     /* Keep the nodes an in-flight write refers to (all of them when writing:
-     * gather() stopped at SM_IO_MAX_IOV, so only the first `inflight`). */
-    size_t keep = (c->flags & CF_WRITING) ? c->inflight : 0;
+     * gather() stopped at SM_IO_MAX_IOV, so only the first `inflight`).  On
+     * TLS keep every record: dropping one breaks the record sequence, and the
+     * peer could decrypt nothing after it, the notice included. */
+    size_t keep = c->tls ? SIZE_MAX : (c->flags & CF_WRITING) ? c->inflight : 0;
     sm_onode_t **pp = &c->out_head;
     for (size_t i = 0; i < keep && *pp; i++)
         pp = &(*pp)->next;
@@ -441,6 +448,10 @@ void sm__conn_close_ws(sm_conn_t *c, uint16_t code, const char *notice_reason, b
     }
     notify_worker(c, why);
     c->close_reason = (uint8_t)why;
+    /* CLOSING before queueing: the notice and close frame must not trip the
+     * output limit again (slow_consumer -> here -> slow_consumer ...). */
+    c->flags |= CF_CLOSE_SENT;
+    c->state = CONN_CLOSING;
     if (notice_reason) {
         sm_count(&t->counters.msgs_out[sm_metric_msg_index(SM_MSG_DISCONNECT)], 1);
         sm__conn_queue(c, notice_frame(notice_reason, code, reconnect));
@@ -449,8 +460,6 @@ void sm__conn_close_ws(sm_conn_t *c, uint16_t code, const char *notice_reason, b
     if (c->tls)
         sm_tls_close_notify(c->tls);
     sm_count(&t->counters.closes[sm_metric_close_index(code)], 1);
-    c->flags |= CF_CLOSE_SENT;
-    c->state = CONN_CLOSING;
     sm__io_timer_add(t, c, TL_CLOSING, uv_now(&t->loop) + SM_CLOSE_GRACE_MS);
 }
 
@@ -485,6 +494,7 @@ static void respond_body(sm_conn_t *c, int status, const char *ctype, const char
                      "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
                      "Connection: close\r\n%s\r\n",
                      status, sm_http_reason(status), ctype, len, extra ? extra : "");
+    SM_ASSERT(h > 0 && (size_t)h < sizeof hdr); /* ctype and extra are ours, and short */
     /* HEAD: the same Content-Length as GET (RFC 9110 8.6), no body. */
     size_t blen = head ? 0 : len;
     sm_obuf_t *b = sm_obuf_new((size_t)h + blen);
@@ -554,8 +564,8 @@ static void respond_ready(sm_conn_t *c, bool head)
     const char *body = draining    ? "{\"status\":\"draining\"}"
                        : !store_ok ? "{\"status\":\"not ready\",\"reason\":\"store unavailable\"}"
                                    : "{\"status\":\"ready\"}";
-    respond_body(c, draining || !store_ok ? 503 : 200, "application/json", NULL, body,
-                 strlen(body), head);
+    respond_body(c, draining || !store_ok ? 503 : 200, "application/json", NULL, body, strlen(body),
+                 head);
 }
 
 static void ws_input(sm_conn_t *c, const uint8_t *data, size_t len);
@@ -565,8 +575,9 @@ static void do_upgrade(sm_conn_t *c, const uint8_t *rest, size_t rest_len)
     sm_io_thread_t *t = c->io;
     sm_server_t *srv = t->srv;
     if (c->flags & CF_RATE_LIMITED) {
-        http_respond_close(c, 429, "text/plain; charset=utf-8", "Retry-After: 1\r\n",
-                           "too many connections from this address; slow down\n", 51);
+        static const char msg[] = "too many connections from this address; slow down\n";
+        http_respond_close(c, 429, "text/plain; charset=utf-8", "Retry-After: 1\r\n", msg,
+                           sizeof msg - 1);
         return;
     }
     if (t->draining || atomic_load_explicit(&srv->draining, memory_order_relaxed)) {
@@ -765,23 +776,32 @@ static void wire_input(sm_conn_t *c, const uint8_t *data, size_t len)
     }
 }
 
-#define PROXY_MAX ((size_t)2064) /* largest PROXY v2 header proxy_proto.c accepts */
-
 /* A trusted proxy's connection starts with a PROXY header naming the real
- * client.  Buffer until it is complete (it is small), then go on with the
- * bytes after it. */
+ * client.  It normally arrives whole in the first read and is parsed where it
+ * lies; only a header split over reads is buffered (it is small) until it is
+ * complete.  Then go on with the bytes after it. */
 static void proxy_input(sm_conn_t *c, const uint8_t *data, size_t len)
 {
-    if (c->pbuf == NULL)
-        c->pbuf = sm_xmalloc(PROXY_MAX);
-    size_t room = PROXY_MAX - c->plen;
-    size_t take = room < len ? room : len;
-    memcpy(c->pbuf + c->plen, data, take);
-    c->plen = (uint16_t)(c->plen + take);
+    const uint8_t *hdr = data;
+    size_t have = len, take = len;
+    if (c->pbuf != NULL) {
+        size_t room = SM_PROXY_MAX_HEADER - c->plen;
+        take = room < len ? room : len;
+        memcpy(c->pbuf + c->plen, data, take);
+        c->plen = (uint16_t)(c->plen + take);
+        hdr = c->pbuf;
+        have = c->plen;
+    }
     sm_proxy_result_t r;
-    int rc = sm_proxy_parse((sm_proxy_mode_t)c->io->proxy_mode, c->pbuf, c->plen, &r);
-    if (rc == SM_EAGAIN && c->plen < PROXY_MAX)
+    int rc = sm_proxy_parse((sm_proxy_mode_t)c->io->proxy_mode, hdr, have, &r);
+    if (rc == SM_EAGAIN && have < SM_PROXY_MAX_HEADER) {
+        if (c->pbuf == NULL) { /* the first part of a split header */
+            c->pbuf = sm_xmalloc(SM_PROXY_MAX_HEADER);
+            memcpy(c->pbuf, data, len);
+            c->plen = (uint16_t)len;
+        }
         return;
+    }
     if (rc != 0) {
         SM_LOG(SM_LOG_WARN, SM_MSG("bad PROXY header from a trusted proxy"),
                SM_STR("error", r.error ? r.error : "header too long"));
@@ -792,6 +812,10 @@ static void proxy_input(sm_conn_t *c, const uint8_t *data, size_t len)
         set_peer(c, (struct sockaddr *)&r.src);
     c->state = CONN_HTTP;
     check_connect_rate(c);
+    if (hdr == data) {
+        wire_input(c, data + r.consumed, len - r.consumed);
+        return;
+    }
     uint8_t *pbuf = c->pbuf;
     size_t plen = c->plen;
     c->pbuf = NULL;

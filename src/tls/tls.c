@@ -127,14 +127,13 @@ int sm_tls_ctx_load(const char *cert_path, const char *key_path, const char *ca_
     /* The chain's first certificate is the server's; the rest its issuers. */
     if ((rc = mbedtls_ssl_conf_own_cert(&c->conf, &c->chain, &c->key)) != 0) {
         describe(rc, why, sizeof why);
-        snprintf(err, errlen, "server.tls_key_path: %s does not match %s: %s", key_path,
-                 cert_path, why);
+        snprintf(err, errlen, "server.tls_key_path: %s does not match %s: %s", key_path, cert_path,
+                 why);
         goto fail;
     }
     /* The key must belong to the certificate. */
     if (mbedtls_pk_check_pair(&c->chain.pk, &c->key) != 0) {
-        snprintf(err, errlen, "server.tls_key_path: %s is not the key of %s", key_path,
-                 cert_path);
+        snprintf(err, errlen, "server.tls_key_path: %s is not the key of %s", key_path, cert_path);
         goto fail;
     }
     *out = c;
@@ -270,8 +269,12 @@ int sm_tls_write(sm_tls_t *t, const uint8_t *data, size_t len)
         return SM_EAGAIN;
     while (len > 0) {
         int n = mbedtls_ssl_write(&t->ssl, data, len);
-        if (n < 0)
+        if (n < 0) {
+            char why[120];
+            describe(n, why, sizeof why);
+            SM_LOG(SM_LOG_DEBUG, SM_MSG("TLS write failed"), SM_STR("error", why));
             return SM_EPROTO;
+        }
         data += n;
         len -= (size_t)n;
     }
