@@ -14,8 +14,10 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const { startServer, TEST_TIMEOUT } = require('./lib/harness');
-const { T, until, expectError, describe: desc } = require('./lib/client');
+const { T, Client, until, expectError, describe: desc } = require('./lib/client');
+const { makeCerts } = require('./lib/certs');
 const { metrics, health } = require('./lib/util');
 const { keysEnv, cid, tok } = require('./lib/rooms');
 const { upgradeVia, wsFrom } = require('./lib/rawnet');
@@ -158,3 +160,43 @@ test('limits.max_concurrent_registrations = 2: a third REGISTER gets ERROR 503; 
     expectError(await c[0].register(), 503, /registrations/i);
     assert.equal((await health(srv)).json.registered_clients, 2);
 });
+
+/* limits.max_pending_output: a reader that stops reading while the server
+ * keeps answering gets the DISCONNECT notice and close 1008 once its unsent
+ * output passes the limit, over TLS exactly as in the clear (the TLS case once
+ * lost the notice: queued records were dropped mid-sequence). */
+for (const tls of [false, true]) {
+    test(`slow consumer over ${tls ? 'wss' : 'ws'} -> DISCONNECT notice + close 1008`, opts, async (t) => {
+        const env = {
+            ...MEM,
+            SIGNAL_MANAGER_LIMITS_MAX_PENDING_OUTPUT: '4096',
+            SIGNAL_MANAGER_LIMITS_MESSAGE_RATE: '0',
+        };
+        let wsOptions;
+        if (tls) {
+            const k = makeCerts();
+            Object.assign(env, {
+                SIGNAL_MANAGER_SERVER_TLS_ENABLED: 'true',
+                SIGNAL_MANAGER_SERVER_TLS_CERT_PATH: k.cert,
+                SIGNAL_MANAGER_SERVER_TLS_KEY_PATH: k.key,
+            });
+            wsOptions = { ca: fs.readFileSync(k.ca), servername: 'localhost' };
+        }
+        const srv = await startServer(t, { env });
+        const c = new Client(`${tls ? 'wss' : 'ws'}://127.0.0.1:${srv.port}/`, wsOptions ? { wsOptions } : {});
+        await c.connect();
+        await c.hello('test_client_1', 'test_token_1');
+        c.ws._socket.pause(); /* stop reading: the PING_ACKs pile up in the server */
+        const slow = () => srv.logs.some((j) => j.msg === 'slow consumer closed');
+        await until(() => {
+            for (let i = 0; i < 2000; i++) c.send(T.PING, { timestamp: Date.now() });
+            return slow();
+        }, 20000, 'the server to log "slow consumer closed"', 5);
+        c.ws._socket.resume();
+        const cl = await c.waitClose(10000);
+        assert.equal(cl.code, 1008, `close ${cl.code} ${cl.reason}; ${c.history()}`);
+        const notices = c.seen.filter((f) => f.type === T.DISCONNECT);
+        assert.equal(notices.length, 1, c.history());
+        assert.equal(notices[0].json.code, 1008);
+    });
+}
