@@ -17,7 +17,8 @@ const SECRET = 'TOP-SECRET-OUTSIDE-THE-TREE';
 /*
  * <tmp>/demo:  index.html, app.js, style.css, data.json, .hidden, sdk/x.js (must NOT be
  *              what /demo/sdk/x.js serves), sub/index.html, sub/page.html,
- *              escape -> ../outside/secret.txt, escdir -> ../outside, inlink -> app.js
+ *              escape -> ../outside/secret.txt, escdir -> ../outside, inlink -> app.js,
+ *              linkdir/index.html -> ../outside/secret.txt
  * <tmp>/sdk:   x.js, index.js, out -> ../outside/secret.txt
  * <tmp>/outside/secret.txt, <tmp>/demo.txt (a sibling whose name starts like the dir)
  */
@@ -27,7 +28,8 @@ function makeTree()
     const demo = path.join(root, 'demo');
     const sdk = path.join(root, 'sdk');
     const outside = path.join(root, 'outside');
-    for (const d of [demo, sdk, outside, path.join(demo, 'sdk'), path.join(demo, 'sub'), path.join(root, 'empty')]) {
+    for (const d of [demo, sdk, outside, path.join(demo, 'sdk'), path.join(demo, 'sub'), path.join(demo, 'linkdir'),
+        path.join(root, 'empty')]) {
         fs.mkdirSync(d, { recursive: true });
     }
     const files = {
@@ -48,6 +50,7 @@ function makeTree()
     fs.symlinkSync(path.join(outside, 'secret.txt'), path.join(demo, 'escape.txt'));
     fs.symlinkSync('../outside', path.join(demo, 'escdir'));
     fs.symlinkSync('app.js', path.join(demo, 'inlink.js'));
+    fs.symlinkSync(path.join(outside, 'secret.txt'), path.join(demo, 'linkdir', 'index.html'));
     fs.symlinkSync(path.join(outside, 'secret.txt'), path.join(sdk, 'out.js'));
     return { root, demo, sdk, outside, empty: path.join(root, 'empty'), files };
 }
@@ -168,6 +171,7 @@ test('traversal attempts -> 403/404 and never the file', opts, async (t) => {
         '/demo/..\\outside\\secret.txt',
         '/demo/escape.txt',          /* symlink to a file outside the tree */
         '/demo/escdir/secret.txt',   /* symlinked directory outside the tree */
+        '/demo/linkdir/',            /* a directory whose index.html links outside */
         '/demo/sdk/out.js',          /* same in sdk_dir */
         '/demo/sdk/../../outside/secret.txt',
         '/demo/sdk/%2e%2e/outside/secret.txt',
