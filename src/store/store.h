@@ -372,6 +372,10 @@ extern const sm_store_vtable_t sm_store_backend_sqlite;
 extern const sm_store_vtable_t sm_store_backend_memory;
 extern const sm_store_vtable_t sm_store_backend_firestore;
 
+/* store.c: is h exactly 64 hex digits (either case), a SHA-256 in hex?
+ * false for NULL. */
+bool sm__store_sha256_hex_ok(const char *h);
+
 /* store_memory.c, for sm_store_memory_set_client: impl is a memory store's. */
 int sm__store_memory_set_client(void *impl, const char *client_id, const char *token_sha256_hex);
 
