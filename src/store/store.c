@@ -231,6 +231,16 @@ static bool is_failure(int status)
     return status != 0 && status != SM_ENOTFOUND && status != SM_ECONFLICT;
 }
 
+void sm__store_retry_settings(const sm_config_t *cfg, uint64_t *timeout_ms, unsigned *attempts,
+                              uint64_t *interval_ms)
+{
+    *timeout_ms = cfg->database_operation_timeout ? cfg->database_operation_timeout : 1;
+    *attempts = cfg->database_retry_attempts < 1     ? 1
+                : cfg->database_retry_attempts > 100 ? 100
+                                                     : (unsigned)cfg->database_retry_attempts;
+    *interval_ms = cfg->database_retry_interval;
+}
+
 bool sm__store_sha256_hex_ok(const char *h)
 {
     size_t n = 0;

@@ -1538,11 +1538,7 @@ static int fs_open(const sm_config_t *cfg, void **impl, char *err, size_t errlen
     pthread_mutex_init(&fs->lock, NULL);
     pthread_cond_init(&fs->idle, NULL);
     fs->emulator = emulator;
-    fs->timeout_ms = cfg->database_operation_timeout ? cfg->database_operation_timeout : 1;
-    fs->attempts = cfg->database_retry_attempts < 1     ? 1
-                   : cfg->database_retry_attempts > 100 ? 100
-                                                        : (unsigned)cfg->database_retry_attempts;
-    fs->interval_ms = cfg->database_retry_interval;
+    sm__store_retry_settings(cfg, &fs->timeout_ms, &fs->attempts, &fs->interval_ms);
     fs->root = xasprintf("projects/%s/databases/%s/documents", project, db);
     fs->docs_url = xasprintf("%s/v1/%s", base, fs->root);
     free(base);
