@@ -116,6 +116,13 @@ void sm_store_room_clear(sm_room_rec_t *r)
     memset(r, 0, sizeof *r);
 }
 
+static void client_clear(sm_client_rec_t *c)
+{
+    free(c->client_id);
+    free(c->token_sha256);
+    memset(c, 0, sizeof *c);
+}
+
 /* ---- Requests ----------------------------------------------------------- */
 
 void sm_store_req_reset_result(sm_store_req_t *req)
@@ -124,11 +131,8 @@ void sm_store_req_reset_result(sm_store_req_t *req)
         sm_store_reg_clear(&req->_out_reg);
     if (req->_has_room)
         sm_store_room_clear(&req->_out_room);
-    if (req->_has_client) {
-        free(req->_out_client.client_id);
-        free(req->_out_client.token_sha256);
-        memset(&req->_out_client, 0, sizeof req->_out_client);
-    }
+    if (req->_has_client)
+        client_clear(&req->_out_client);
     req->_has_reg = req->_has_room = req->_has_client = false;
     for (size_t i = 0; i < req->_n_members; i++) {
         free(req->_members[i].room_id);
@@ -184,10 +188,8 @@ void sm_store_req_set_removed(sm_store_req_t *req, unsigned regs, unsigned rooms
 
 void sm_store_req_set_client(sm_store_req_t *req, const sm_client_rec_t *c)
 {
-    if (req->_has_client) {
-        free(req->_out_client.client_id);
-        free(req->_out_client.token_sha256);
-    }
+    if (req->_has_client)
+        client_clear(&req->_out_client);
     req->_out_client.client_id = dup_or_null(c->client_id);
     req->_out_client.token_sha256 = dup_or_null(c->token_sha256);
     req->_has_client = true;
@@ -229,14 +231,29 @@ static bool is_failure(int status)
     return status != 0 && status != SM_ENOTFOUND && status != SM_ECONFLICT;
 }
 
+void sm__store_retry_settings(const sm_config_t *cfg, uint64_t *timeout_ms, unsigned *attempts,
+                              uint64_t *interval_ms)
+{
+    *timeout_ms = cfg->database_operation_timeout ? cfg->database_operation_timeout : 1;
+    *attempts = cfg->database_retry_attempts < 1     ? 1
+                : cfg->database_retry_attempts > 100 ? 100
+                                                     : (unsigned)cfg->database_retry_attempts;
+    *interval_ms = cfg->database_retry_interval;
+}
+
+bool sm__store_sha256_hex_ok(const char *h)
+{
+    size_t n = 0;
+    while (h && isxdigit((unsigned char)h[n]))
+        n++;
+    return h != NULL && n == 64 && h[n] == '\0';
+}
+
 /* A stored token hash must be 64 hex digits; returned in lower case. */
 static int check_client(sm_store_req_t *req)
 {
     char *h = req->_has_client ? req->_out_client.token_sha256 : NULL;
-    size_t n = 0;
-    while (h && isxdigit((unsigned char)h[n]))
-        n++;
-    if (h == NULL || n != 64 || h[n] != '\0') {
+    if (!sm__store_sha256_hex_ok(h)) {
         SM_LOG(SM_LOG_WARN,
                SM_MSG("stored client credentials are malformed (token_sha256 must "
                       "be 64 hex digits); treated as unknown"),
@@ -244,7 +261,7 @@ static int check_client(sm_store_req_t *req)
         sm_store_req_reset_result(req);
         return SM_ENOTFOUND;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; h[i]; i++)
         h[i] = (char)tolower((unsigned char)h[i]);
     return 0;
 }

@@ -372,6 +372,17 @@ extern const sm_store_vtable_t sm_store_backend_sqlite;
 extern const sm_store_vtable_t sm_store_backend_memory;
 extern const sm_store_vtable_t sm_store_backend_firestore;
 
+/* store.c: the database.* settings every backend applies: per-attempt
+ * timeout in ms (operation_timeout, at least 1), attempts per operation
+ * (retry_attempts bounded to 1..100, so a zeroed test config gives 1) and
+ * the base interval between attempts (retry_interval). */
+void sm__store_retry_settings(const sm_config_t *cfg, uint64_t *timeout_ms, unsigned *attempts,
+                              uint64_t *interval_ms);
+
+/* store.c: is h exactly 64 hex digits (either case), a SHA-256 in hex?
+ * false for NULL. */
+bool sm__store_sha256_hex_ok(const char *h);
+
 /* store_memory.c, for sm_store_memory_set_client: impl is a memory store's. */
 int sm__store_memory_set_client(void *impl, const char *client_id, const char *token_sha256_hex);
 

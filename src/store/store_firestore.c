@@ -397,6 +397,20 @@ static void corrupt(fs_op_t *op, const char *what)
     op_finish(op, SM_EUNAVAIL);
 }
 
+/* The usual prelude of a continuation that read one document: true when
+ * r holds it; else the operation is finished (missing: with the status
+ * given, any other answer: unexpected). */
+static bool got_doc(fs_op_t *op, const fs_res_t *r, int missing)
+{
+    if (r->cls == SM_FS_OK)
+        return true;
+    if (r->cls == SM_FS_NOT_FOUND)
+        op_finish(op, missing);
+    else
+        unexpected(op, r);
+    return false;
+}
+
 /* ---- Calls ----------------------------------------------------------------- */
 
 static void undo_start(fs_op_t *op);
@@ -405,8 +419,9 @@ static void on_resp(const sm_rest_resp_t *resp, void *arg)
 {
     fs_op_t *op = arg;
     sm_fs_class_t cls = sm_fs_classify(resp->status, resp->err, resp->body, resp->body_len);
-    unsigned failed = resp->attempts - (cls == SM_FS_RETRY || resp->attempts == 0 ? 0 : 1);
-    op->budget -= failed < op->budget ? failed : op->budget;
+    /* Failed attempts of this call (a final answer is not one). */
+    unsigned lost = resp->attempts - (cls == SM_FS_RETRY || resp->attempts == 0 ? 0 : 1);
+    op->budget -= lost < op->budget ? lost : op->budget;
 
     if (cls == SM_FS_UNAUTHENTICATED && !op->reauthed && resp->err == 0) {
         SM_LOG(SM_LOG_INFO, SM_MSG("firestore rejected the access token; fetching a new one"),
@@ -416,18 +431,19 @@ static void on_resp(const sm_rest_resp_t *resp, void *arg)
         fs_send(op);
         return;
     }
+    /* A failed call ends the operation; every other class is an answer. */
+    bool failed = cls == SM_FS_RETRY || cls == SM_FS_FATAL || cls == SM_FS_UNAUTHENTICATED;
     json_t *json = NULL;
-    if (cls == SM_FS_OK) {
-        json = json_loadb(resp->body, resp->body_len, 0, NULL);
-        if (json == NULL) {
-            SM_LOG(SM_LOG_ERROR, SM_MSG("firestore: response is not JSON"),
-                   SM_STR("op", op->opname), SM_STR("call", op->what));
-            cls = SM_FS_FATAL;
-        }
-    } else if (cls == SM_FS_RETRY || cls == SM_FS_FATAL || cls == SM_FS_UNAUTHENTICATED) {
+    if (failed) {
         log_call_failure(op, cls, resp);
+    } else if (cls == SM_FS_OK &&
+               (json = json_loadb(resp->body, resp->body_len, 0, NULL)) == NULL) {
+        SM_LOG(SM_LOG_ERROR, SM_MSG("firestore: response is not JSON"), SM_STR("op", op->opname),
+               SM_STR("call", op->what));
+        cls = SM_FS_FATAL;
+        failed = true;
     }
-    if (cls == SM_FS_RETRY || cls == SM_FS_FATAL || cls == SM_FS_UNAUTHENTICATED) {
+    if (failed) {
         /* Only an ambiguous failure may have written something. */
         bool undo = op->creating && op->req != NULL && resp->err != SM_ECANCELED &&
                     (cls == SM_FS_RETRY || resp->attempts > 1);
@@ -517,9 +533,11 @@ static void call_get(fs_op_t *op, const char *name, fs_next_fn next)
     fs_call(op, "GET", doc_url(op->fs, name), NULL, "firestore.get", next);
 }
 
-/* POST createDocument; fields is stolen. */
+/* POST createDocument of <coll>/<id>; fields is stolen.  op->ours must be
+ * set: the document's name becomes undo_name (see on_resp, put_done). */
 static void call_create(fs_op_t *op, unsigned coll, const char *id, json_t *fields, fs_next_fn next)
 {
+    SM_ASSERT(op->ours != NULL);
     char *e = sm_fs_id_escape(id);
     char *q = sm_fs_url_encode(e);
     char *url = xasprintf("%s/%s?documentId=%s", op->fs->docs_url, op->fs->coll[coll], q);
@@ -529,6 +547,8 @@ static void call_create(fs_op_t *op, unsigned coll, const char *id, json_t *fiel
     json_object_set_new(doc, "fields", fields);
     char *body = dump(doc);
     json_decref(doc);
+    free(op->undo_name);
+    op->undo_name = doc_name(op->fs, coll, id);
     op->creating = true;
     fs_call(op, "POST", url, body, "firestore.create", next);
 }
@@ -548,6 +568,16 @@ static json_t *write_delete(const char *name, const char *update_time)
     json_t *w = json_pack("{s:s}", "delete", name);
     if (update_time != NULL)
         json_object_set_new(w, "currentDocument", json_pack("{s:s}", "updateTime", update_time));
+    return w;
+}
+
+/* Writes deleting (unconditionally) the documents names[from, to), for a
+ * commit of at most FS_BATCH_MAX writes. */
+static json_t *writes_delete(const json_t *names, size_t from, size_t to)
+{
+    json_t *w = json_array();
+    for (size_t i = from; i < to; i++)
+        json_array_append_new(w, write_delete(json_string_value(json_array_get(names, i)), NULL));
     return w;
 }
 
@@ -762,43 +792,47 @@ static void put_registration_start(fs_op_t *op)
     op->own_s1 = sm_xstrdup(g->session_id);
     op->own_t = g->registered_at_ms;
     op->ours = reg_ours;
-    op->undo_name = doc_name(op->fs, COLL_REGS, g->client_id);
     call_create(op, COLL_REGS, g->client_id, reg_fields(g), put_done);
 }
 
 /* ---- Registrations: delete, get, count ----------------------------------------- */
 
-static void del_reg_read(fs_op_t *op, const fs_res_t *r);
-
-static void del_reg_done(fs_op_t *op, const fs_res_t *r)
+/* Answer to a delete under the updateTime read by `reread` (delete_registration,
+ * delete_room).  The document changed (or went) since it was read: read it
+ * again and decide again, at most FS_REDO_MAX times; then it is too busy
+ * (logged as busy_msg, with op->key as key_field). */
+static void precond_delete_done(fs_op_t *op, const fs_res_t *r, fs_next_fn reread,
+                                const char *busy_msg, const char *key_field)
 {
     if (r->cls == SM_FS_OK) {
         op_finish(op, 0);
     } else if ((r->cls == SM_FS_FAILED_PRECONDITION || r->cls == SM_FS_NOT_FOUND) &&
                op->redo < FS_REDO_MAX) {
-        /* Changed (or gone) since we read it: read again and decide again. */
         op->redo++;
         op->maybe_done = op->maybe_done || r->retried;
-        call_get(op, op->name, del_reg_read);
+        call_get(op, op->name, reread);
     } else if (r->cls == SM_FS_FAILED_PRECONDITION) {
-        SM_LOG(SM_LOG_WARN, SM_MSG("firestore: registration keeps changing; delete given up"),
-               SM_STR("client_id", op->key), SM_UINT("reads", op->redo + 1));
+        SM_LOG(SM_LOG_WARN, SM_MSG(busy_msg), SM_STR(key_field, op->key),
+               SM_UINT("reads", op->redo + 1));
         op_finish(op, SM_EUNAVAIL);
     } else {
         unexpected(op, r);
     }
 }
 
+static void del_reg_read(fs_op_t *op, const fs_res_t *r);
+
+static void del_reg_done(fs_op_t *op, const fs_res_t *r)
+{
+    precond_delete_done(op, r, del_reg_read,
+                        "firestore: registration keeps changing; delete given up", "client_id");
+}
+
 static void del_reg_read(fs_op_t *op, const fs_res_t *r)
 {
-    if (r->cls == SM_FS_NOT_FOUND) {
-        op_finish(op, op->maybe_done ? 0 : SM_ENOTFOUND);
+    /* Gone: by an earlier attempt of ours if a retried delete may have landed. */
+    if (!got_doc(op, r, op->maybe_done ? 0 : SM_ENOTFOUND))
         return;
-    }
-    if (r->cls != SM_FS_OK) {
-        unexpected(op, r);
-        return;
-    }
     const char *sid = NULL;
     const char *ut = json_string_value(json_object_get(r->json, "updateTime"));
     if (sm_fs_get_string(json_object_get(r->json, "fields"), "session_id", &sid) != 0 ||
@@ -826,14 +860,8 @@ static void delete_registration_start(fs_op_t *op)
 
 static void get_reg_done(fs_op_t *op, const fs_res_t *r)
 {
-    if (r->cls == SM_FS_NOT_FOUND) {
-        op_finish(op, SM_ENOTFOUND);
+    if (!got_doc(op, r, SM_ENOTFOUND))
         return;
-    }
-    if (r->cls != SM_FS_OK) {
-        unexpected(op, r);
-        return;
-    }
     sm_registration_t g;
     if (reg_decode(json_object_get(r->json, "fields"), op->req->client_id, &g) != 0) {
         corrupt(op, json_string_value(json_object_get(r->json, "name")));
@@ -917,7 +945,6 @@ static void put_room_start(fs_op_t *op)
     op->own_s2 = r->instance_id ? sm_xstrdup(r->instance_id) : NULL;
     op->own_t = r->created_at_ms;
     op->ours = room_ours;
-    op->undo_name = doc_name(op->fs, COLL_ROOMS, r->room_id);
     call_create(op, COLL_ROOMS, r->room_id, room_fields(r), put_done);
 }
 
@@ -937,34 +964,18 @@ static void del_room_batch_done(fs_op_t *op, const fs_res_t *r)
     del_room_commit(op);
 }
 
+/* A member joined (or the room went) since we read it: start over. */
 static void del_room_final_done(fs_op_t *op, const fs_res_t *r)
 {
-    if (r->cls == SM_FS_OK) {
-        op_finish(op, 0);
-    } else if ((r->cls == SM_FS_FAILED_PRECONDITION || r->cls == SM_FS_NOT_FOUND) &&
-               op->redo < FS_REDO_MAX) {
-        /* A member joined (or the room went) since we read it: start over. */
-        op->redo++;
-        op->maybe_done = op->maybe_done || r->retried;
-        call_get(op, op->name, del_room_read);
-    } else if (r->cls == SM_FS_FAILED_PRECONDITION) {
-        SM_LOG(SM_LOG_WARN, SM_MSG("firestore: room keeps changing; delete given up"),
-               SM_STR("room_id", op->key), SM_UINT("reads", op->redo + 1));
-        op_finish(op, SM_EUNAVAIL);
-    } else {
-        unexpected(op, r);
-    }
+    precond_delete_done(op, r, del_room_read, "firestore: room keeps changing; delete given up",
+                        "room_id");
 }
 
 static void del_room_commit(fs_op_t *op)
 {
     size_t n = json_array_size(op->rows);
-    json_t *w = json_array();
     bool last = n - op->pos + 1 <= FS_BATCH_MAX;
-    size_t end = last ? n : op->pos + FS_BATCH_MAX;
-    for (size_t i = op->pos; i < end; i++)
-        json_array_append_new(w,
-                              write_delete(json_string_value(json_array_get(op->rows, i)), NULL));
+    json_t *w = writes_delete(op->rows, op->pos, last ? n : op->pos + FS_BATCH_MAX);
     if (last)
         json_array_append_new(w, write_delete(op->name, op->update_time));
     call_commit(op, w, last ? del_room_final_done : del_room_batch_done);
@@ -983,14 +994,8 @@ static void del_room_members_listed(fs_op_t *op)
 
 static void del_room_read(fs_op_t *op, const fs_res_t *r)
 {
-    if (r->cls == SM_FS_NOT_FOUND) {
-        op_finish(op, op->maybe_done ? 0 : SM_ENOTFOUND);
+    if (!got_doc(op, r, op->maybe_done ? 0 : SM_ENOTFOUND))
         return;
-    }
-    if (r->cls != SM_FS_OK) {
-        unexpected(op, r);
-        return;
-    }
     const char *ut = json_string_value(json_object_get(r->json, "updateTime"));
     if (ut == NULL) {
         corrupt(op, op->name);
@@ -1070,14 +1075,8 @@ static void get_room_members_listed(fs_op_t *op)
 
 static void get_room_read(fs_op_t *op, const fs_res_t *r)
 {
-    if (r->cls == SM_FS_NOT_FOUND) {
-        op_finish(op, SM_ENOTFOUND);
+    if (!got_doc(op, r, SM_ENOTFOUND))
         return;
-    }
-    if (r->cls != SM_FS_OK) {
-        unexpected(op, r);
-        return;
-    }
     sm_room_rec_t rec;
     if (room_decode(json_object_get(r->json, "fields"), op->req->room_id, &rec) != 0) {
         corrupt(op, op->name);
@@ -1164,14 +1163,8 @@ static void remove_member_start(fs_op_t *op)
 
 static void get_client_done(fs_op_t *op, const fs_res_t *r)
 {
-    if (r->cls == SM_FS_NOT_FOUND) {
-        op_finish(op, SM_ENOTFOUND);
+    if (!got_doc(op, r, SM_ENOTFOUND))
         return;
-    }
-    if (r->cls != SM_FS_OK) {
-        unexpected(op, r);
-        return;
-    }
     const char *hash = NULL;
     sm_fs_get_string(json_object_get(r->json, "fields"), "token_sha256", &hash);
     sm_client_rec_t c = {.client_id = op->req->client_id, .token_sha256 = (char *)hash};
@@ -1290,11 +1283,7 @@ static void cleanup_next(fs_op_t *op)
             return;
         }
         size_t end = op->pos + FS_BATCH_MAX < n ? op->pos + FS_BATCH_MAX : n;
-        json_t *w = json_array();
-        for (size_t i = op->pos; i < end; i++)
-            json_array_append_new(
-                w, write_delete(json_string_value(json_array_get(op->rows, i)), NULL));
-        call_commit(op, w, cleanup_batch_done);
+        call_commit(op, writes_delete(op->rows, op->pos, end), cleanup_batch_done);
         return;
     }
     }
@@ -1549,11 +1538,7 @@ static int fs_open(const sm_config_t *cfg, void **impl, char *err, size_t errlen
     pthread_mutex_init(&fs->lock, NULL);
     pthread_cond_init(&fs->idle, NULL);
     fs->emulator = emulator;
-    fs->timeout_ms = cfg->database_operation_timeout ? cfg->database_operation_timeout : 1;
-    fs->attempts = cfg->database_retry_attempts < 1     ? 1
-                   : cfg->database_retry_attempts > 100 ? 100
-                                                        : (unsigned)cfg->database_retry_attempts;
-    fs->interval_ms = cfg->database_retry_interval;
+    sm__store_retry_settings(cfg, &fs->timeout_ms, &fs->attempts, &fs->interval_ms);
     fs->root = xasprintf("projects/%s/databases/%s/documents", project, db);
     fs->docs_url = xasprintf("%s/v1/%s", base, fs->root);
     free(base);

@@ -10,7 +10,6 @@
  */
 #include "store/store.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -413,11 +412,7 @@ static void mem_get_client(void *impl, sm_store_req_t *req)
 int sm__store_memory_set_client(void *impl, const char *client_id, const char *token_sha256_hex)
 {
     mem_store_t *m = impl;
-    size_t n = 0;
-    while (token_sha256_hex && isxdigit((unsigned char)token_sha256_hex[n]))
-        n++;
-    if (client_id == NULL || client_id[0] == '\0' || token_sha256_hex == NULL || n != 64 ||
-        token_sha256_hex[n] != '\0')
+    if (client_id == NULL || client_id[0] == '\0' || !sm__store_sha256_hex_ok(token_sha256_hex))
         return SM_EINVAL;
     sm_client_rec_t *c = SM_NEW(sm_client_rec_t);
     c->client_id = sm_xstrdup(client_id);

@@ -662,11 +662,7 @@ static int sq_open(const sm_config_t *cfg, void **impl, char *err, size_t errlen
         return rc;
 
     sq_store_t *st = SM_NEW(sq_store_t);
-    st->timeout_ms = cfg->database_operation_timeout ? cfg->database_operation_timeout : 1;
-    st->attempts = cfg->database_retry_attempts < 1     ? 1
-                   : cfg->database_retry_attempts > 100 ? 100
-                                                        : (unsigned)cfg->database_retry_attempts;
-    st->interval_ms = cfg->database_retry_interval;
+    sm__store_retry_settings(cfg, &st->timeout_ms, &st->attempts, &st->interval_ms);
     sm_list_init(&st->queue);
 
     if (sqlite3_open_v2(path, &st->db,
