@@ -400,11 +400,11 @@ static void schedule(thr_t *t, waiter_t *w)
 
 /* ---- Token requests ------------------------------------------------------- */
 
+/* Network errors, timeouts and 5xx only (gcreds.h): the REST client's
+ * default classifier without its 429. */
 static bool token_retryable(int status, int err, const char *body, size_t len)
 {
-    (void)body;
-    (void)len;
-    return err == SM_EIO || err == SM_ETIMEDOUT || (status >= 500 && status <= 599);
+    return status != 429 && sm_rest_default_retryable(status, err, body, len);
 }
 
 static const char *endpoint_name(const sm_gcreds_t *g)
