@@ -103,9 +103,7 @@ static void bad_setting(const char *what)
 sm_cf_t *sm_cf_new(const char *base_url, const char *app_id, const char *app_token,
                    uint64_t timeout_ms, unsigned attempts, uint64_t retry_interval_ms)
 {
-    if (base_url == NULL ||
-        (strncmp(base_url, "http://", 7) != 0 && strncmp(base_url, "https://", 8) != 0) ||
-        has_ctl(base_url) || strchr(base_url, ' ') != NULL) {
+    if (base_url == NULL || !sm_rest_url_ok(base_url)) {
         bad_setting("base_url");
         return NULL;
     }

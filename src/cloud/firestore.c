@@ -500,18 +500,21 @@ static const struct {
     {"DATA_LOSS", SM_FS_FATAL},
 };
 
-/* error.status of a google.rpc error body, copied into out ("" if none). */
-static void error_field(const char *body, size_t len, const char *key, char *out, size_t cap)
+/* The google.rpc `error` object of a response body, or NULL.  The caller
+ * json_decref()s *root (NULL when the body is not JSON). */
+static const json_t *rpc_error(const char *body, size_t len, json_t **root)
 {
-    if (cap > 0)
-        out[0] = '\0';
-    if (body == NULL || len == 0 || cap == 0)
+    *root = body != NULL && len > 0 ? json_loadb(body, len, 0, NULL) : NULL;
+    return json_object_get(*root, "error");
+}
+
+/* Copy the string member key of e into out ("" if none). */
+static void copy_member(const json_t *e, const char *key, char *out, size_t cap)
+{
+    if (cap == 0)
         return;
-    json_t *j = json_loadb(body, len, 0, NULL);
-    const char *s = json_string_value(json_object_get(json_object_get(j, "error"), key));
-    if (s != NULL)
-        snprintf(out, cap, "%s", s);
-    json_decref(j);
+    const char *s = json_string_value(json_object_get(e, key));
+    snprintf(out, cap, "%s", s != NULL ? s : "");
 }
 
 sm_fs_class_t sm_fs_classify(int http, int err, const char *body, size_t len)
@@ -523,7 +526,9 @@ sm_fs_class_t sm_fs_classify(int http, int err, const char *body, size_t len)
     if (http >= 200 && http < 300)
         return SM_FS_OK;
     char status[40];
-    error_field(body, len, "status", status, sizeof status);
+    json_t *root;
+    copy_member(rpc_error(body, len, &root), "status", status, sizeof status);
+    json_decref(root);
     if (status[0] != '\0') {
         for (size_t i = 0; i < sizeof status_map / sizeof status_map[0]; i++)
             if (strcmp(status, status_map[i].status) == 0)
@@ -553,8 +558,11 @@ bool sm_fs_retryable(int http, int err, const char *body, size_t len)
 void sm_fs_error_text(const char *body, size_t len, char *status, size_t scap, char *msg,
                       size_t mcap)
 {
-    error_field(body, len, "status", status, scap);
-    error_field(body, len, "message", msg, mcap);
+    json_t *root;
+    const json_t *e = rpc_error(body, len, &root);
+    copy_member(e, "status", status, scap);
+    copy_member(e, "message", msg, mcap);
+    json_decref(root);
 }
 
 const char *sm_fs_class_name(sm_fs_class_t c)

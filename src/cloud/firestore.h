@@ -140,7 +140,8 @@ sm_fs_class_t sm_fs_classify(int http, int err, const char *body, size_t len);
 /* sm_rest_retryable_fn for Firestore calls: sm_fs_classify(...) == SM_FS_RETRY. */
 bool sm_fs_retryable(int http, int err, const char *body, size_t len);
 /* Copy `error.status` and `error.message` of a google.rpc error body into
- * the buffers ("" when absent; truncated to fit).  For logs. */
+ * the buffers ("" when absent; truncated to fit).  For logs.  Any Google
+ * API's error body has this shape: the Pub/Sub events backend uses it too. */
 void sm_fs_error_text(const char *body, size_t len, char *status, size_t scap, char *msg,
                       size_t mcap);
 /* Name of a class ("ALREADY_EXISTS"-style, for logs). */

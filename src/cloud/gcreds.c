@@ -169,8 +169,7 @@ static bool token_ok(const char *t)
 
 static bool url_ok(const char *u)
 {
-    return (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0) &&
-           strpbrk(u, " \t\r\n") == NULL && strlen(u) < 2048;
+    return sm_rest_url_ok(u) && strlen(u) < 2048;
 }
 
 /* Form/query encoding (RFC 3986 unreserved kept). */
@@ -401,11 +400,11 @@ static void schedule(thr_t *t, waiter_t *w)
 
 /* ---- Token requests ------------------------------------------------------- */
 
+/* Network errors, timeouts and 5xx only (gcreds.h): the REST client's
+ * default classifier without its 429. */
 static bool token_retryable(int status, int err, const char *body, size_t len)
 {
-    (void)body;
-    (void)len;
-    return err == SM_EIO || err == SM_ETIMEDOUT || (status >= 500 && status <= 599);
+    return status != 429 && sm_rest_default_retryable(status, err, body, len);
 }
 
 static const char *endpoint_name(const sm_gcreds_t *g)
@@ -612,12 +611,17 @@ static void on_token(const sm_rest_resp_t *resp, void *arg)
 
 /* ---- Public API ----------------------------------------------------------- */
 
+bool sm_gcreds_host_ok(const char *host)
+{
+    return strlen(host) <= 255 && strpbrk(host, "/?#@ \t\r\n") == NULL;
+}
+
 static int open_metadata(sm_gcreds_t *g, char *err, size_t errlen)
 {
     const char *host = getenv("GCE_METADATA_HOST");
     if (host == NULL || host[0] == '\0')
         host = DEFAULT_METADATA_HOST;
-    else if (strlen(host) > 255 || strpbrk(host, "/?#@ \t\r\n") != NULL) {
+    else if (!sm_gcreds_host_ok(host)) {
         snprintf(err, errlen, "GCE_METADATA_HOST: \"%.64s\" is not host[:port]", host);
         return SM_ECONFIG;
     }

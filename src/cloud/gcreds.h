@@ -32,9 +32,8 @@
  * key, assertions, tokens) are never logged; OAuth errors are logged with
  * their `error` and `error_description` only.
  *
- * Needs sm_rest_client_loop() from cloud/http_client.h (a cached token is
- * handed over from the thread's loop); until http_client has it, gcreds.c
- * links it weakly and hands cached tokens over inline (see the TODO there).
+ * A cached token is handed over from the thread's loop, found with
+ * sm_rest_client_loop() (cloud/http_client.h).
  */
 #ifndef SM_CLOUD_GCREDS_H
 #define SM_CLOUD_GCREDS_H
@@ -111,6 +110,12 @@ int sm_gcreds_get(sm_gcreds_t *g, sm_gcreds_cb cb, void *arg);
  * get fetches a new one (a token request already running is kept: its
  * token is newer than the refused one). */
 void sm_gcreds_invalidate(sm_gcreds_t *g);
+
+/* Any thread, pure: true when host (non-empty) may follow "http://" in the
+ * URL built from a host variable (PUBSUB_EMULATOR_HOST, GCE_METADATA_HOST):
+ * at most 255 bytes, none of "/?#@", blank, CR or LF, so that it names a
+ * host[:port] and nothing else. */
+bool sm_gcreds_host_ok(const char *host);
 
 /* Any thread: "emulator", "key file <client_email>" or "metadata server"
  * for the start-up log line (borrowed, lives as long as g). */

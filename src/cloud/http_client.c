@@ -160,6 +160,16 @@ uint64_t sm_rest_backoff_ms(uint64_t base, uint64_t cap, unsigned retry, uint32_
     return d > cap ? cap : d;
 }
 
+bool sm_rest_url_ok(const char *url)
+{
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        return false;
+    for (; *url != '\0'; url++)
+        if ((unsigned char)*url <= 0x20 || *url == 0x7f)
+            return false;
+    return true;
+}
+
 static uint32_t next_rand(sm_rest_client_t *c)
 {
     /* xorshift32: jitter needs spread, not unpredictability. */
@@ -684,9 +694,7 @@ static bool valid_opts(const sm_rest_opts_t *o)
         method_ok = method_ok || strcmp(o->method, methods[i]) == 0;
     if (!method_ok)
         return false;
-    if (strncmp(o->url, "http://", 7) != 0 && strncmp(o->url, "https://", 8) != 0)
-        return false;
-    if (strpbrk(o->url, "\r\n ") != NULL)
+    if (!sm_rest_url_ok(o->url))
         return false;
     if (o->body == NULL && o->body_len > 0)
         return false;

@@ -115,6 +115,11 @@ bool sm_rest_default_retryable(int status, int err, const char *body, size_t len
  * then capped at cap again, so no wait ever exceeds cap. */
 uint64_t sm_rest_backoff_ms(uint64_t base, uint64_t cap, unsigned retry, uint32_t rnd);
 
+/* Pure, any thread.  url starts with "http://" or "https://" and holds no
+ * space or control character: the check sm_rest_request applies, for the
+ * backends to run on their configured base URLs at start-up. */
+bool sm_rest_url_ok(const char *url);
+
 /* Loop thread (the thread that runs loop from now on).  Creates the client
  * on loop (curl_global_init is done once per process by the first call,
  * thread-safely).  NULL on failure (curl init failed; logged).  The loop
@@ -130,7 +135,7 @@ sm_rest_client_t *sm_rest_client_new(uv_loop_t *loop);
 void sm_rest_client_close(sm_rest_client_t *c);
 
 /* Loop thread.  0 when accepted (cb will be called exactly once, later), or
- * SM_EINVAL (bad options: unknown method, URL not http(s), max_attempts 0,
+ * SM_EINVAL (bad options: unknown method, !sm_rest_url_ok(url), max_attempts 0,
  * a header line with CR/LF or no colon, a GET with a body, no cb) /
  * SM_ECLOSED (client closing): cb is not called.  The first attempt starts
  * on the next loop iteration. */

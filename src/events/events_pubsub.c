@@ -43,9 +43,9 @@
 #include <string.h>
 #include <uv.h>
 
-#include <jansson.h>
 #include <mbedtls/base64.h>
 
+#include "cloud/firestore.h"
 #include "cloud/gcreds.h"
 #include "cloud/http_client.h"
 #include "core/alloc.h"
@@ -223,19 +223,16 @@ static bool publish_retryable(int status, int err, const char *body, size_t len)
     }
 }
 
-/* "STATUS: message" of a google.rpc error body, cleaned and short. */
+/* "STATUS: message" of a google.rpc error body (read by the same helper as
+ * Firestore's), cleaned and short. */
 static void error_detail(const sm_rest_resp_t *r, char *out, size_t cap)
 {
-    out[0] = '\0';
-    json_t *j = r->body_len > 0 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
-    json_t *e = json_object_get(j, "error");
-    const char *st = json_string_value(json_object_get(e, "status"));
-    const char *msg = json_string_value(json_object_get(e, "message"));
-    snprintf(out, cap, "%.40s%s%.160s", st ? st : "", st && msg ? ": " : "", msg ? msg : "");
+    char st[41], msg[161];
+    sm_fs_error_text(r->body, r->body_len, st, sizeof st, msg, sizeof msg);
+    snprintf(out, cap, "%s%s%s", st, st[0] && msg[0] ? ": " : "", msg);
     for (char *p = out; *p; p++)
         if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
             *p = ' ';
-    json_decref(j);
 }
 
 static void get_token(batch_t *b);
@@ -305,7 +302,8 @@ static void on_token(int err, const char *authz, void *arg)
     };
     int rc = sm_rest_request(ps->rest, &o, on_published, b);
     if (auth_line != NULL) {
-        memset(auth_line, 0, strlen(auth_line));
+        /* explicit_bzero: a memset right before free may be optimised away. */
+        explicit_bzero(auth_line, strlen(auth_line));
         free(auth_line);
     }
     if (rc != 0) /* the client is closing: cannot happen before finish() */
@@ -497,15 +495,14 @@ static int ps_open(sm_events_t *ev, const sm_config_t *cfg, char *err, size_t er
     bool emulator = emu != NULL && emu[0] != '\0';
     char base[512];
     if (emulator) {
-        if (strlen(emu) > 255 || strpbrk(emu, "/?#@ \t\r\n") != NULL) {
+        if (!sm_gcreds_host_ok(emu)) {
             snprintf(err, errlen, "PUBSUB_EMULATOR_HOST: \"%.64s\" is not host:port", emu);
             return SM_ECONFIG;
         }
         snprintf(base, sizeof base, "http://%s", emu);
     } else {
         const char *u = cfg->pubsub_base_url;
-        if ((strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0) ||
-            strpbrk(u, " \t\r\n?#") != NULL || strlen(u) >= sizeof base) {
+        if (!sm_rest_url_ok(u) || strpbrk(u, "?#") != NULL || strlen(u) >= sizeof base) {
             snprintf(err, errlen, "pubsub.base_url: \"%.80s\" is not an http(s) URL", u);
             return SM_ECONFIG;
         }
