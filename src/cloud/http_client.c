@@ -550,7 +550,14 @@ static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void
         events |= UV_READABLE;
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, on_poll);
+    int rc = uv_poll_start(&s->poll, events, on_poll);
+    if (rc != 0) {
+        /* Unwatched, the transfer could only end at its timeout: fail it now
+         * (the socket record goes with CURL_POLL_REMOVE or the client). */
+        SM_LOG(SM_LOG_WARN, SM_MSG("rest: cannot watch a socket"),
+               SM_STR("error", uv_strerror(rc)));
+        return -1;
+    }
     return 0;
 }
 

@@ -1517,14 +1517,14 @@ static int fs_open(const sm_config_t *cfg, void **impl, char *err, size_t errlen
     }
     char *base;
     if (emulator) {
-        if (strchr(emu, '/') != NULL || strchr(emu, '@') != NULL) {
-            snprintf(err, errlen, "FIRESTORE_EMULATOR_HOST: \"%s\" is not host:port", emu);
+        if (!sm_gcreds_host_ok(emu)) {
+            snprintf(err, errlen, "FIRESTORE_EMULATOR_HOST: \"%.64s\" is not host:port", emu);
             return SM_ECONFIG;
         }
         base = xasprintf("http://%s", emu);
     } else {
         const char *b = cfg->firestore_base_url ? cfg->firestore_base_url : "";
-        if (strncmp(b, "https://", 8) != 0 && strncmp(b, "http://", 7) != 0) {
+        if (!sm_rest_url_ok(b)) {
             snprintf(err, errlen, "firestore.base_url: \"%s\" is not an http(s) URL", b);
             return SM_ECONFIG;
         }
