@@ -26,6 +26,7 @@
 #include "core/assert.h"
 #include "core/err.h"
 #include "log/log.h"
+#include "support/uv_guard.h"
 
 #define WAIT_MS 5000
 
@@ -33,8 +34,7 @@
 
 typedef struct {
     uv_loop_t loop;
-    uv_timer_t guard;
-    bool expired;
+    uvg_t guard;
     fake_t fake;
     sm_rest_client_t *c;
     sm_rest_attempt_t att[32];
@@ -62,12 +62,6 @@ enum { ACT_NONE, ACT_CLOSE, ACT_REQUEST };
 static bool g_in_api; /* set around API calls to detect inline callbacks */
 static int g_devnull = -1;
 
-static void on_guard(uv_timer_t *t)
-{
-    fx_t *fx = t->data;
-    fx->expired = true;
-}
-
 static void on_attempt(const sm_rest_attempt_t *a, void *arg)
 {
     fx_t *fx = arg;
@@ -84,9 +78,7 @@ static int setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof *fx);
     assert_int_equal(uv_loop_init(&fx->loop), 0);
-    assert_int_equal(uv_timer_init(&fx->loop, &fx->guard), 0);
-    fx->guard.data = fx;
-    uv_unref((uv_handle_t *)&fx->guard); /* never keeps the loop alive by itself */
+    uvg_init(&fx->guard, &fx->loop);
     fx->refused_fd = -1;
     assert_int_equal(fake_start(&fx->fake, &fx->loop, NULL), 0);
     fx->c = sm_rest_client_new(&fx->loop);
@@ -98,27 +90,7 @@ static int setup(void **state)
 
 /* Run the loop until cond holds; fail after WAIT_MS or if nothing is left
  * that could make it true. */
-#define RUN_UNTIL(fx, cond)                                                                        \
-    do {                                                                                           \
-        (fx)->expired = false;                                                                     \
-        uv_timer_start(&(fx)->guard, on_guard, WAIT_MS, 0);                                        \
-        while (!(cond)) {                                                                          \
-            if ((fx)->expired)                                                                     \
-                fail_msg("timed out waiting for %s", #cond);                                       \
-            if (!uv_loop_alive(&(fx)->loop))                                                       \
-                fail_msg("loop idle while waiting for %s", #cond);                                 \
-            uv_run(&(fx)->loop, UV_RUN_ONCE);                                                      \
-        }                                                                                          \
-        uv_timer_stop(&(fx)->guard);                                                               \
-    } while (0)
-
-/* A few more loop iterations, without waiting for anything in particular
- * (to show that nothing else happens, e.g. no second callback). */
-static void run_spins(fx_t *fx, int n)
-{
-    for (int i = 0; i < n; i++)
-        uv_run(&fx->loop, UV_RUN_NOWAIT);
-}
+#define RUN_UNTIL(fx, cond) UVG_RUN_UNTIL(&(fx)->guard, cond, WAIT_MS)
 
 static int teardown(void **state)
 {
@@ -130,14 +102,7 @@ static int teardown(void **state)
     fake_stop(&fx->fake);
     /* Everything must close on its own: the client frees itself after its
      * handles close. */
-    fx->expired = false;
-    uv_timer_start(&fx->guard, on_guard, WAIT_MS, 0);
-    while (uv_loop_alive(&fx->loop) && !fx->expired)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    assert_false(fx->expired);
-    uv_close((uv_handle_t *)&fx->guard, NULL);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    uvg_close_loop(&fx->guard, WAIT_MS);
     if (fx->refused_fd >= 0)
         close(fx->refused_fd);
     fake_free(&fx->fake);
@@ -376,7 +341,7 @@ static void test_get_200(void **state)
     assert_int_equal(fx->att[0].status, 200);
     assert_false(fx->att[0].retry);
     assert_string_equal(fx->att[0].what, "test");
-    run_spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(d.calls, 1);
     done_free(&d, 1);
 }
@@ -760,7 +725,7 @@ static void test_invalid_options(void **state)
     assert_int_equal(sm_rest_request(fx->c, NULL, on_done, &d), SM_EINVAL);
     assert_int_equal(sm_rest_request(fx->c, &good, NULL, &d), SM_EINVAL);
     assert_int_equal(sm_rest_pending(fx->c), 0);
-    run_spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(d.calls, 0);
     assert_int_equal(fx->fake.nreq, 0);
 }
@@ -818,7 +783,7 @@ static void test_cancel_all(void **state)
         assert_int_equal(d[i].calls, 1);
     /* Cancel with nothing pending is a no-op. */
     sm_rest_cancel_all(fx->c);
-    run_spins(fx, 3);
+    uvg_spins(&fx->guard, 3);
     assert_int_equal(after.calls, 1);
     done_free(d, 4);
     done_free(&after, 1);
@@ -903,7 +868,7 @@ static void test_request_while_closing(void **state)
     RUN_UNTIL(fx, d[0].calls > 0);
     assert_int_equal(d[0].resp.err, SM_ECANCELED);
     assert_int_equal(d[0].action_rc, SM_ECLOSED);
-    run_spins(fx, 3);
+    uvg_spins(&fx->guard, 3);
     assert_int_equal(d[1].calls, 0);
     done_free(d, 2);
 }
