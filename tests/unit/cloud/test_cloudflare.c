@@ -28,6 +28,7 @@
 #include "core/assert.h"
 #include "core/err.h"
 #include "log/log.h"
+#include "support/log_capture.h"
 #include "support/uv_guard.h"
 
 #define WAIT_MS 5000
@@ -791,25 +792,11 @@ static void test_timeout(void **state)
     got_free(&g);
 }
 
-static int refused_port(fx_t *fx)
-{
-    /* A bound socket that does not listen: connects are refused, and
-     * keeping it open keeps the port from being reused meanwhile. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    fx->refused_fd = fd;
-    return ntohs(sa.sin_port);
-}
-
 static void test_connection_refused(void **state)
 {
     fx_t *fx = *state;
     char base[64];
-    snprintf(base, sizeof base, "http://127.0.0.1:%d/v1", refused_port(fx));
+    snprintf(base, sizeof base, "http://127.0.0.1:%d/v1", fake_refused_port(&fx->refused_fd));
     sm_cf_t *cf = sm_cf_new(base, APP, TOKEN, 2000, 2, INTERVAL_MS);
     got_t g = {0};
     assert_int_equal(sm_cf_session_new(cf, on_result, &g), 0);
@@ -1036,9 +1023,7 @@ static void test_log_has_no_secrets(void **state)
         {200, 0, "{\"tracks\":\"SEKRET\"}"},
     };
     script(fx, s, 3);
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, fileno(f));
+    FILE *f = logcap_start(SM_LOG_DEBUG);
 
     const sm_cf_track_t t[] = {{.mid = "0", .track_name = "mic"}};
     got_t g[3] = {{0}};
@@ -1050,10 +1035,7 @@ static void test_log_has_no_secrets(void **state)
     sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, g_devnull);
 
     char buf[16384];
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    logcap_read(f, buf, sizeof buf);
     assert_non_null(strstr(buf, "\"msg\":\"cloudflare call\""));
     assert_non_null(strstr(buf, "\"op\":\"push\""));
     assert_non_null(strstr(buf, "\"session_id\":\"" SID "\""));

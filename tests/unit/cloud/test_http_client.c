@@ -26,6 +26,7 @@
 #include "core/assert.h"
 #include "core/err.h"
 #include "log/log.h"
+#include "support/log_capture.h"
 #include "support/uv_guard.h"
 
 #define WAIT_MS 5000
@@ -502,24 +503,11 @@ static void test_timeout(void **state)
     done_free(&d, 1);
 }
 
-/* A port with a bound but never listening socket: connecting is refused. */
-static int refused_port(fx_t *fx)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    fx->refused_fd = fd;
-    return ntohs(sa.sin_port);
-}
-
 static void test_connection_refused(void **state)
 {
     fx_t *fx = *state;
     char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/x", refused_port(fx));
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x", fake_refused_port(&fx->refused_fd));
     sm_rest_opts_t o = {
         .method = "GET",
         .url = url,
@@ -878,9 +866,7 @@ static void test_request_while_closing(void **state)
 static void test_log_has_no_secrets(void **state)
 {
     fx_t *fx = *state;
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, fileno(f));
+    FILE *f = logcap_start(SM_LOG_DEBUG);
 
     fx->fake.handler = h_hello;
     char url[128], url2[128];
@@ -890,7 +876,8 @@ static void test_log_has_no_secrets(void **state)
     o.body = "SEKRET-BODY";
     o.body_len = strlen(o.body);
     o.what = "test.log";
-    snprintf(url2, sizeof url2, "http://127.0.0.1:%d/SEKRET-PATH", refused_port(fx));
+    snprintf(url2, sizeof url2, "http://127.0.0.1:%d/SEKRET-PATH",
+             fake_refused_port(&fx->refused_fd));
     sm_rest_opts_t bad = o;
     bad.url = url2;
     done_t d[2] = {{0}};
@@ -900,10 +887,7 @@ static void test_log_has_no_secrets(void **state)
     sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, g_devnull);
 
     char buf[8192];
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    logcap_read(f, buf, sizeof buf);
     assert_non_null(strstr(buf, "rest attempt"));
     assert_non_null(strstr(buf, "\"what\":\"test.log\""));
     assert_non_null(strstr(buf, "\"method\":\"POST\""));
