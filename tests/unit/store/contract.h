@@ -10,6 +10,8 @@
 
 #include "harness.h"
 
+#include <pthread.h>
+
 /* Called by a scenario at point `at` (a short label, see each scenario). */
 typedef void (*h_hook_fn)(h_fixture_t *fx, const char *at);
 
@@ -247,6 +249,99 @@ static inline void h_contract_cleanup_instance(h_fixture_t *fx, h_hook_fn hook)
     assert_int_equal(h_count(fx), 1);
     assert_int_equal(sm_store_cleanup_instance(fx->store, "", &regs, &rooms), SM_EINVAL);
     assert_int_equal(sm_store_cleanup_instance(fx->store, NULL, NULL, NULL), SM_EINVAL);
+}
+
+/* ---- Several caller threads, each with its own loop (TSan) -------------- */
+
+/* Run by each worker thread around its operations (e.g. to give it a REST
+ * client of its own): start's result is passed to stop. */
+typedef struct {
+    void *(*start)(h_fixture_t *local);
+    void (*stop)(void *started);
+} h_thread_hooks_t;
+
+/* Each worker has its own loop and taskq, created and finally closed by the
+ * main thread: Debian's libuv closes fds with a raw syscall TSan cannot see,
+ * so a loop created on one thread after another thread's loop was closed
+ * would look like a race on the reused fd numbers. */
+typedef struct {
+    h_fixture_t local; /* loop and q are this worker's; store is shared */
+    int index;
+    int per_worker;
+    const h_thread_hooks_t *hooks; /* NULL for none */
+    int failures;
+} h_worker_t;
+
+enum { H_WORKERS = 4 };
+
+static inline void *h_worker_main(void *p)
+{
+    h_worker_t *w = p;
+    h_fixture_t *fx = &w->local;
+    void *started = w->hooks != NULL ? w->hooks->start(fx) : NULL;
+    char id[32], sess[32];
+    for (int i = 0; i < w->per_worker; i++) {
+        snprintf(id, sizeof id, "w%d-%d", w->index, i);
+        snprintf(sess, sizeof sess, "s%d", i);
+        /* Everything is counted here and asserted on the main thread. */
+        h_cap_t c;
+        memset(&c, 0, sizeof c);
+        sm_registration_t g = {.client_id = id, .session_id = sess, .instance_id = "mt"};
+        if (sm_store_put_registration(fx->store, &g, &fx->q, h_cb, &c) != 0)
+            w->failures++;
+        c.issued = true;
+        h_wait(fx, &c.done);
+        w->failures += c.status != 0 || c.was_inline;
+        memset(&c, 0, sizeof c);
+        if (sm_store_get_registration(fx->store, id, &fx->q, h_cb, &c) != 0)
+            w->failures++;
+        c.issued = true;
+        h_wait(fx, &c.done);
+        w->failures += c.status != 0 || !c.has_reg || strcmp(c.reg.session_id, sess) != 0;
+        h_cap_clear(&c);
+        if (i % 2) {
+            memset(&c, 0, sizeof c);
+            if (sm_store_delete_registration(fx->store, id, sess, &fx->q, h_cb, &c) != 0)
+                w->failures++;
+            c.issued = true;
+            h_wait(fx, &c.done);
+            w->failures += c.status != 0;
+        }
+    }
+    if (w->hooks != NULL)
+        w->hooks->stop(started);
+    sm_taskq_close(&fx->q);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+/* H_WORKERS threads, each putting per_worker registrations, reading each
+ * back and deleting every other one. */
+static inline void h_contract_threads(h_fixture_t *fx, int per_worker,
+                                      const h_thread_hooks_t *hooks)
+{
+    pthread_t t[H_WORKERS];
+    h_worker_t *w = calloc(H_WORKERS, sizeof *w);
+    assert_non_null(w);
+    for (int i = 0; i < H_WORKERS; i++) {
+        w[i].index = i;
+        w[i].per_worker = per_worker;
+        w[i].hooks = hooks;
+        w[i].local.store = fx->store;
+        assert_int_equal(uv_loop_init(&w[i].local.loop), 0);
+        assert_int_equal(sm_taskq_init(&w[i].local.q, &w[i].local.loop), 0);
+    }
+    for (int i = 0; i < H_WORKERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, h_worker_main, &w[i]), 0);
+    for (int i = 0; i < H_WORKERS; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < H_WORKERS; i++) {
+        assert_int_equal(uv_loop_close(&w[i].local.loop), 0);
+        assert_int_equal(w[i].failures, 0);
+    }
+    free(w);
+    assert_int_equal(h_count(fx), H_WORKERS * (per_worker - per_worker / 2));
+    assert_true(sm_store_healthy(fx->store));
 }
 
 #endif

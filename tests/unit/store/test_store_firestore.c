@@ -1456,78 +1456,23 @@ static void test_invalid_args(void **state)
 }
 
 /* Several threads, each with its own loop and REST client (as workers). */
-typedef struct {
-    h_fixture_t local;
-    int index;
-    int failures;
-} worker_arg_t;
-
-enum { WORKERS = 4, PER_WORKER = 12 };
-
-static void *worker_main(void *p)
+static void *thread_rest_start(h_fixture_t *local)
 {
-    worker_arg_t *w = p;
-    h_fixture_t *fx = &w->local;
-    sm_rest_client_t *rest = sm_rest_client_new(&fx->loop);
+    sm_rest_client_t *rest = sm_rest_client_new(&local->loop);
     sm_rest_client_set_current(rest);
-    char id[32], sess[32];
-    for (int i = 0; i < PER_WORKER; i++) {
-        snprintf(id, sizeof id, "w%d-%d", w->index, i);
-        snprintf(sess, sizeof sess, "s%d", i);
-        h_cap_t c;
-        memset(&c, 0, sizeof c);
-        sm_registration_t g = {.client_id = id, .session_id = sess, .instance_id = "mt"};
-        if (sm_store_put_registration(fx->store, &g, &fx->q, h_cb, &c) != 0)
-            w->failures++;
-        c.issued = true;
-        h_wait(fx, &c.done);
-        w->failures += c.status != 0 || c.was_inline;
-        memset(&c, 0, sizeof c);
-        if (sm_store_get_registration(fx->store, id, &fx->q, h_cb, &c) != 0)
-            w->failures++;
-        c.issued = true;
-        h_wait(fx, &c.done);
-        w->failures += c.status != 0 || !c.has_reg || strcmp(c.reg.session_id, sess) != 0;
-        h_cap_clear(&c);
-        if (i % 2) {
-            memset(&c, 0, sizeof c);
-            if (sm_store_delete_registration(fx->store, id, sess, &fx->q, h_cb, &c) != 0)
-                w->failures++;
-            c.issued = true;
-            h_wait(fx, &c.done);
-            w->failures += c.status != 0;
-        }
-    }
+    return rest;
+}
+
+static void thread_rest_stop(void *started)
+{
     sm_rest_client_set_current(NULL);
-    sm_rest_client_close(rest);
-    sm_taskq_close(&fx->q);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    return NULL;
+    sm_rest_client_close(started);
 }
 
 static void test_threads(void **state)
 {
-    h_fixture_t *fx = *state;
-    pthread_t t[WORKERS];
-    worker_arg_t *w = calloc(WORKERS, sizeof *w);
-    assert_non_null(w);
-    for (int i = 0; i < WORKERS; i++) {
-        w[i].index = i;
-        w[i].local.store = fx->store;
-        assert_int_equal(uv_loop_init(&w[i].local.loop), 0);
-        assert_int_equal(sm_taskq_init(&w[i].local.q, &w[i].local.loop), 0);
-    }
-    for (int i = 0; i < WORKERS; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
-    for (int i = 0; i < WORKERS; i++)
-        pthread_join(t[i], NULL);
-    for (int i = 0; i < WORKERS; i++) {
-        assert_int_equal(uv_loop_close(&w[i].local.loop), 0);
-        assert_int_equal(w[i].failures, 0);
-    }
-    free(w);
-    assert_int_equal(h_count(fx), WORKERS * (PER_WORKER - PER_WORKER / 2));
-    assert_true(sm_store_healthy(fx->store));
+    static const h_thread_hooks_t hooks = {thread_rest_start, thread_rest_stop};
+    h_contract_threads(*state, 12, &hooks);
 }
 
 /* ---- get_client (all three backends) ------------------------------------ */
