@@ -14,12 +14,19 @@
 #ifndef SM_TESTS_CLOUD_FAKE_HTTP_H
 #define SM_TESTS_CLOUD_FAKE_HTTP_H
 
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
 #include <ctype.h>
 #include <llhttp.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "core/list.h"
@@ -359,6 +366,21 @@ static inline const fake_req_t *fake_find(const fake_t *f, const char *path)
         if (strcmp(f->reqs[i].path, path) == 0)
             return &f->reqs[i];
     return NULL;
+}
+
+/* A loopback port with a bound socket that never listens: connecting to it is
+ * refused.  The socket is left open in *fd (so the port is not reused
+ * meanwhile); the caller closes it. */
+static inline int fake_refused_port(int *fd)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &len), 0);
+    *fd = s;
+    return ntohs(sa.sin_port);
 }
 
 #endif

@@ -28,6 +28,8 @@
 #include "core/assert.h"
 #include "core/err.h"
 #include "log/log.h"
+#include "support/log_capture.h"
+#include "support/uv_guard.h"
 
 #define WAIT_MS 5000
 #define APP "0123456789abcdef0123456789abcdef"
@@ -173,8 +175,7 @@ typedef struct {
 
 typedef struct {
     uv_loop_t loop;
-    uv_timer_t guard;
-    bool expired;
+    uvg_t guard;
     fake_t fake;
     sm_rest_client_t *c;
     sm_cf_t *cf;
@@ -206,12 +207,6 @@ typedef struct got_s {
     struct got_s *chain_next;
 } got_t;
 
-static void on_guard(uv_timer_t *t)
-{
-    fx_t *fx = t->data;
-    fx->expired = true;
-}
-
 static void h_script(fake_t *f, const fake_req_t *req, unsigned i, fake_resp_t *out)
 {
     fx_t *fx = f->data;
@@ -233,9 +228,7 @@ static int setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof *fx);
     assert_int_equal(uv_loop_init(&fx->loop), 0);
-    assert_int_equal(uv_timer_init(&fx->loop, &fx->guard), 0);
-    fx->guard.data = fx;
-    uv_unref((uv_handle_t *)&fx->guard);
+    uvg_init(&fx->guard, &fx->loop);
     fx->refused_fd = -1;
     assert_int_equal(fake_start(&fx->fake, &fx->loop, h_script), 0);
     fx->fake.data = fx;
@@ -249,25 +242,7 @@ static int setup(void **state)
     return 0;
 }
 
-#define RUN_UNTIL(fx, cond)                                                                        \
-    do {                                                                                           \
-        (fx)->expired = false;                                                                     \
-        uv_timer_start(&(fx)->guard, on_guard, WAIT_MS, 0);                                        \
-        while (!(cond)) {                                                                          \
-            if ((fx)->expired)                                                                     \
-                fail_msg("timed out waiting for %s", #cond);                                       \
-            if (!uv_loop_alive(&(fx)->loop))                                                       \
-                fail_msg("loop idle while waiting for %s", #cond);                                 \
-            uv_run(&(fx)->loop, UV_RUN_ONCE);                                                      \
-        }                                                                                          \
-        uv_timer_stop(&(fx)->guard);                                                               \
-    } while (0)
-
-static void run_spins(fx_t *fx, int n)
-{
-    for (int i = 0; i < n; i++)
-        uv_run(&fx->loop, UV_RUN_NOWAIT);
-}
+#define RUN_UNTIL(fx, cond) UVG_RUN_UNTIL(&(fx)->guard, cond, WAIT_MS)
 
 static int teardown(void **state)
 {
@@ -275,14 +250,7 @@ static int teardown(void **state)
     sm_rest_client_set_current(NULL);
     sm_rest_client_close(fx->c);
     fake_stop(&fx->fake);
-    fx->expired = false;
-    uv_timer_start(&fx->guard, on_guard, WAIT_MS, 0);
-    while (uv_loop_alive(&fx->loop) && !fx->expired)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    assert_false(fx->expired);
-    uv_close((uv_handle_t *)&fx->guard, NULL);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    uvg_close_loop(&fx->guard, WAIT_MS);
     if (fx->refused_fd >= 0)
         close(fx->refused_fd);
     sm_cf_free(fx->cf);
@@ -451,7 +419,7 @@ static void test_session_new(void **state)
     assert_true(g.tracks_null);
     assert_int_equal(fx->fake.nreq, 1);
     check_req(&fx->fake.reqs[0], "POST", PATH "new", false);
-    run_spins(fx, 3);
+    uvg_spins(&fx->guard, 3);
     assert_int_equal(g.calls, 1);
     got_free(&g);
 }
@@ -796,7 +764,7 @@ static void test_503_always(void **state)
     assert_int_equal(fx->fake.nreq, 3);
     assert_string_equal(g.error_code, "backend_error");
     assert_null(g.sdp);
-    run_spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(fx->fake.nreq, 3);
     assert_int_equal(g.calls, 1);
     got_free(&g);
@@ -824,25 +792,11 @@ static void test_timeout(void **state)
     got_free(&g);
 }
 
-static int refused_port(fx_t *fx)
-{
-    /* A bound socket that does not listen: connects are refused, and
-     * keeping it open keeps the port from being reused meanwhile. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    fx->refused_fd = fd;
-    return ntohs(sa.sin_port);
-}
-
 static void test_connection_refused(void **state)
 {
     fx_t *fx = *state;
     char base[64];
-    snprintf(base, sizeof base, "http://127.0.0.1:%d/v1", refused_port(fx));
+    snprintf(base, sizeof base, "http://127.0.0.1:%d/v1", fake_refused_port(&fx->refused_fd));
     sm_cf_t *cf = sm_cf_new(base, APP, TOKEN, 2000, 2, INTERVAL_MS);
     got_t g = {0};
     assert_int_equal(sm_cf_session_new(cf, on_result, &g), 0);
@@ -1023,7 +977,7 @@ static void test_invalid_arguments(void **state)
     assert_int_equal(sm_cf_pull(fx->cf, SID, ok_remote, 1, on_result, &g), SM_EINVAL);
     sm_rest_client_set_current(fx->c);
     assert_int_equal(sm_rest_pending(fx->c), 0);
-    run_spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(g.calls, 0);
     assert_int_equal(fx->fake.nreq, 0);
     /* The maximum is fine. */
@@ -1053,7 +1007,7 @@ static void test_closing_client(void **state)
     sm_rest_client_set_current(NULL);
     fx->c = sm_rest_client_new(&fx->loop); /* for teardown */
     sm_rest_client_set_current(fx->c);
-    run_spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(never.calls, 0);
     got_free(&g);
 }
@@ -1069,9 +1023,7 @@ static void test_log_has_no_secrets(void **state)
         {200, 0, "{\"tracks\":\"SEKRET\"}"},
     };
     script(fx, s, 3);
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, fileno(f));
+    FILE *f = logcap_start(SM_LOG_DEBUG);
 
     const sm_cf_track_t t[] = {{.mid = "0", .track_name = "mic"}};
     got_t g[3] = {{0}};
@@ -1083,10 +1035,7 @@ static void test_log_has_no_secrets(void **state)
     sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, g_devnull);
 
     char buf[16384];
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    logcap_read(f, buf, sizeof buf);
     assert_non_null(strstr(buf, "\"msg\":\"cloudflare call\""));
     assert_non_null(strstr(buf, "\"op\":\"push\""));
     assert_non_null(strstr(buf, "\"session_id\":\"" SID "\""));

@@ -36,6 +36,8 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "log/log.h"
+#include "support/log_capture.h"
+#include "support/uv_guard.h"
 
 #define WAIT_MS 5000
 #define FIXTURES SM_SOURCE_DIR "/tests/unit/cloud/fixtures/"
@@ -59,8 +61,7 @@ enum { MODE_TOKEN, MODE_METADATA };
 
 typedef struct {
     uv_loop_t loop;
-    uv_timer_t guard;
-    bool expired;
+    uvg_t guard;
     fake_t fake;
     sm_rest_client_t *c;
     char dir[64];
@@ -89,31 +90,7 @@ typedef struct {
 static bool g_in_api;
 static int g_devnull = -1;
 
-static void on_guard(uv_timer_t *t)
-{
-    fx_t *fx = t->data;
-    fx->expired = true;
-}
-
-#define RUN_UNTIL(fx, cond)                                                                        \
-    do {                                                                                           \
-        (fx)->expired = false;                                                                     \
-        uv_timer_start(&(fx)->guard, on_guard, WAIT_MS, 0);                                        \
-        while (!(cond)) {                                                                          \
-            if ((fx)->expired)                                                                     \
-                fail_msg("timed out waiting for %s", #cond);                                       \
-            if (!uv_loop_alive(&(fx)->loop))                                                       \
-                fail_msg("loop idle while waiting for %s", #cond);                                 \
-            uv_run(&(fx)->loop, UV_RUN_ONCE);                                                      \
-        }                                                                                          \
-        uv_timer_stop(&(fx)->guard);                                                               \
-    } while (0)
-
-static void spins(fx_t *fx, int n)
-{
-    for (int i = 0; i < n; i++)
-        uv_run(&fx->loop, UV_RUN_NOWAIT);
-}
+#define RUN_UNTIL(fx, cond) UVG_RUN_UNTIL(&(fx)->guard, cond, WAIT_MS)
 
 static char *slurp(const char *path)
 {
@@ -154,9 +131,7 @@ static int setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof *fx);
     assert_int_equal(uv_loop_init(&fx->loop), 0);
-    assert_int_equal(uv_timer_init(&fx->loop, &fx->guard), 0);
-    fx->guard.data = fx;
-    uv_unref((uv_handle_t *)&fx->guard);
+    uvg_init(&fx->guard, &fx->loop);
     assert_int_equal(fake_start(&fx->fake, &fx->loop, handler), 0);
     fx->fake.data = fx;
     fx->c = sm_rest_client_new(&fx->loop);
@@ -184,14 +159,7 @@ static int teardown(void **state)
     if (fx->c != NULL)
         sm_rest_client_close(fx->c);
     fake_stop(&fx->fake);
-    fx->expired = false;
-    uv_timer_start(&fx->guard, on_guard, WAIT_MS, 0);
-    while (uv_loop_alive(&fx->loop) && !fx->expired)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    assert_false(fx->expired);
-    uv_close((uv_handle_t *)&fx->guard, NULL);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    uvg_close_loop(&fx->guard, WAIT_MS);
     sm_gcreds_close(fx->g); /* after the loop: nothing of gcreds may be left */
     fake_free(&fx->fake);
     mbedtls_pk_free(&fx->pub);
@@ -432,7 +400,7 @@ static void test_cache(void **state)
     RUN_UNTIL(fx, b.calls > 0 && c.calls > 0);
     expect_token(fx, &b, 1);
     expect_token(fx, &c, 1);
-    spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(fx->fake.nreq, 1);
 }
 
@@ -477,7 +445,7 @@ static void test_short_lifetime_half(void **state)
     g_mono_offset = 40 * 1000ull;
     assert_int_equal(get(fx, &b), 0);
     RUN_UNTIL(fx, b.calls > 0);
-    spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(fx->fake.nreq, 1); /* not due yet */
     g_mono_offset = 55 * 1000ull;
     assert_int_equal(get(fx, &c), 0);
@@ -508,7 +476,7 @@ static void test_single_flight(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(get(fx, &g[i]), 0);
     RUN_UNTIL(fx, g[0].calls && g[1].calls && g[2].calls);
-    spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(fx->fake.nreq, 1);
     for (int i = 0; i < 3; i++)
         expect_token(fx, &g[i], 1);
@@ -593,7 +561,7 @@ static void test_metadata_refused(void **state)
     RUN_UNTIL(fx, a.calls > 0);
     assert_int_equal(a.err, SM_EAUTH);
     assert_true(a.null_authz);
-    spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(fx->fake.nreq, 1);
 }
 
@@ -634,7 +602,7 @@ static void test_emulator(void **state)
     RUN_UNTIL(fx, b.calls > 0);
     assert_int_equal(b.err, 0);
     assert_true(b.null_authz);
-    spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(fx->fake.nreq, 0);
 }
 
@@ -652,7 +620,7 @@ static void test_invalid_grant(void **state)
     assert_int_equal(a.err, SM_EAUTH);
     assert_int_equal(b.err, SM_EAUTH);
     assert_true(a.null_authz);
-    spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(fx->fake.nreq, 1); /* 4xx: not retried */
     /* The next get tries again (no negative caching). */
     got_t c = {0};
@@ -707,7 +675,7 @@ static void test_no_client(void **state)
     assert_int_equal(get(fx, &a), SM_EINVAL);
     assert_int_equal(sm_gcreds_get(fx->g, NULL, NULL), SM_EINVAL);
     sm_rest_client_set_current(fx->c);
-    spins(fx, 3);
+    uvg_spins(&fx->guard, 3);
     assert_int_equal(a.calls, 0);
 }
 
@@ -936,9 +904,7 @@ static void test_check(void **state)
 static void test_logs_have_no_secrets(void **state)
 {
     fx_t *fx = *state;
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, fileno(f));
+    FILE *f = logcap_start(SM_LOG_DEBUG);
     fx->statuses[0] = 400;
     fx->error_body =
         "{\"error\":\"invalid_grant\",\"error_description\":\"Invalid JWT Signature.\"}";
@@ -952,10 +918,7 @@ static void test_logs_have_no_secrets(void **state)
     sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, g_devnull);
 
     char buf[16384];
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    logcap_read(f, buf, sizeof buf);
     assert_non_null(strstr(buf, "Invalid JWT Signature."));
     assert_non_null(strstr(buf, "invalid_grant"));
     assert_null(strstr(buf, "SEKRET"));     /* tokens */

@@ -26,6 +26,8 @@
 #include "core/assert.h"
 #include "core/err.h"
 #include "log/log.h"
+#include "support/log_capture.h"
+#include "support/uv_guard.h"
 
 #define WAIT_MS 5000
 
@@ -33,8 +35,7 @@
 
 typedef struct {
     uv_loop_t loop;
-    uv_timer_t guard;
-    bool expired;
+    uvg_t guard;
     fake_t fake;
     sm_rest_client_t *c;
     sm_rest_attempt_t att[32];
@@ -62,12 +63,6 @@ enum { ACT_NONE, ACT_CLOSE, ACT_REQUEST };
 static bool g_in_api; /* set around API calls to detect inline callbacks */
 static int g_devnull = -1;
 
-static void on_guard(uv_timer_t *t)
-{
-    fx_t *fx = t->data;
-    fx->expired = true;
-}
-
 static void on_attempt(const sm_rest_attempt_t *a, void *arg)
 {
     fx_t *fx = arg;
@@ -84,9 +79,7 @@ static int setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof *fx);
     assert_int_equal(uv_loop_init(&fx->loop), 0);
-    assert_int_equal(uv_timer_init(&fx->loop, &fx->guard), 0);
-    fx->guard.data = fx;
-    uv_unref((uv_handle_t *)&fx->guard); /* never keeps the loop alive by itself */
+    uvg_init(&fx->guard, &fx->loop);
     fx->refused_fd = -1;
     assert_int_equal(fake_start(&fx->fake, &fx->loop, NULL), 0);
     fx->c = sm_rest_client_new(&fx->loop);
@@ -98,27 +91,7 @@ static int setup(void **state)
 
 /* Run the loop until cond holds; fail after WAIT_MS or if nothing is left
  * that could make it true. */
-#define RUN_UNTIL(fx, cond)                                                                        \
-    do {                                                                                           \
-        (fx)->expired = false;                                                                     \
-        uv_timer_start(&(fx)->guard, on_guard, WAIT_MS, 0);                                        \
-        while (!(cond)) {                                                                          \
-            if ((fx)->expired)                                                                     \
-                fail_msg("timed out waiting for %s", #cond);                                       \
-            if (!uv_loop_alive(&(fx)->loop))                                                       \
-                fail_msg("loop idle while waiting for %s", #cond);                                 \
-            uv_run(&(fx)->loop, UV_RUN_ONCE);                                                      \
-        }                                                                                          \
-        uv_timer_stop(&(fx)->guard);                                                               \
-    } while (0)
-
-/* A few more loop iterations, without waiting for anything in particular
- * (to show that nothing else happens, e.g. no second callback). */
-static void run_spins(fx_t *fx, int n)
-{
-    for (int i = 0; i < n; i++)
-        uv_run(&fx->loop, UV_RUN_NOWAIT);
-}
+#define RUN_UNTIL(fx, cond) UVG_RUN_UNTIL(&(fx)->guard, cond, WAIT_MS)
 
 static int teardown(void **state)
 {
@@ -130,14 +103,7 @@ static int teardown(void **state)
     fake_stop(&fx->fake);
     /* Everything must close on its own: the client frees itself after its
      * handles close. */
-    fx->expired = false;
-    uv_timer_start(&fx->guard, on_guard, WAIT_MS, 0);
-    while (uv_loop_alive(&fx->loop) && !fx->expired)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    assert_false(fx->expired);
-    uv_close((uv_handle_t *)&fx->guard, NULL);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    uvg_close_loop(&fx->guard, WAIT_MS);
     if (fx->refused_fd >= 0)
         close(fx->refused_fd);
     fake_free(&fx->fake);
@@ -376,7 +342,7 @@ static void test_get_200(void **state)
     assert_int_equal(fx->att[0].status, 200);
     assert_false(fx->att[0].retry);
     assert_string_equal(fx->att[0].what, "test");
-    run_spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(d.calls, 1);
     done_free(&d, 1);
 }
@@ -537,24 +503,11 @@ static void test_timeout(void **state)
     done_free(&d, 1);
 }
 
-/* A port with a bound but never listening socket: connecting is refused. */
-static int refused_port(fx_t *fx)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t len = sizeof sa;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    fx->refused_fd = fd;
-    return ntohs(sa.sin_port);
-}
-
 static void test_connection_refused(void **state)
 {
     fx_t *fx = *state;
     char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/x", refused_port(fx));
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x", fake_refused_port(&fx->refused_fd));
     sm_rest_opts_t o = {
         .method = "GET",
         .url = url,
@@ -760,7 +713,7 @@ static void test_invalid_options(void **state)
     assert_int_equal(sm_rest_request(fx->c, NULL, on_done, &d), SM_EINVAL);
     assert_int_equal(sm_rest_request(fx->c, &good, NULL, &d), SM_EINVAL);
     assert_int_equal(sm_rest_pending(fx->c), 0);
-    run_spins(fx, 5);
+    uvg_spins(&fx->guard, 5);
     assert_int_equal(d.calls, 0);
     assert_int_equal(fx->fake.nreq, 0);
 }
@@ -818,7 +771,7 @@ static void test_cancel_all(void **state)
         assert_int_equal(d[i].calls, 1);
     /* Cancel with nothing pending is a no-op. */
     sm_rest_cancel_all(fx->c);
-    run_spins(fx, 3);
+    uvg_spins(&fx->guard, 3);
     assert_int_equal(after.calls, 1);
     done_free(d, 4);
     done_free(&after, 1);
@@ -903,7 +856,7 @@ static void test_request_while_closing(void **state)
     RUN_UNTIL(fx, d[0].calls > 0);
     assert_int_equal(d[0].resp.err, SM_ECANCELED);
     assert_int_equal(d[0].action_rc, SM_ECLOSED);
-    run_spins(fx, 3);
+    uvg_spins(&fx->guard, 3);
     assert_int_equal(d[1].calls, 0);
     done_free(d, 2);
 }
@@ -913,9 +866,7 @@ static void test_request_while_closing(void **state)
 static void test_log_has_no_secrets(void **state)
 {
     fx_t *fx = *state;
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, fileno(f));
+    FILE *f = logcap_start(SM_LOG_DEBUG);
 
     fx->fake.handler = h_hello;
     char url[128], url2[128];
@@ -925,7 +876,8 @@ static void test_log_has_no_secrets(void **state)
     o.body = "SEKRET-BODY";
     o.body_len = strlen(o.body);
     o.what = "test.log";
-    snprintf(url2, sizeof url2, "http://127.0.0.1:%d/SEKRET-PATH", refused_port(fx));
+    snprintf(url2, sizeof url2, "http://127.0.0.1:%d/SEKRET-PATH",
+             fake_refused_port(&fx->refused_fd));
     sm_rest_opts_t bad = o;
     bad.url = url2;
     done_t d[2] = {{0}};
@@ -935,10 +887,7 @@ static void test_log_has_no_secrets(void **state)
     sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, g_devnull);
 
     char buf[8192];
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    logcap_read(f, buf, sizeof buf);
     assert_non_null(strstr(buf, "rest attempt"));
     assert_non_null(strstr(buf, "\"what\":\"test.log\""));
     assert_non_null(strstr(buf, "\"method\":\"POST\""));

@@ -22,6 +22,7 @@
 #include <sys/un.h>
 
 #include "core/ratelimit.h"
+#include "support/sockaddr.h"
 
 /* ---- buckets ---- */
 
@@ -138,29 +139,9 @@ static void test_bucket_edges(void **state)
 
 /* ---- per-source table ---- */
 
-static struct sockaddr_storage ss_of(const char *addr)
-{
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    struct sockaddr_in sin;
-    struct sockaddr_in6 sin6;
-    memset(&sin, 0, sizeof sin);
-    memset(&sin6, 0, sizeof sin6);
-    if (inet_pton(AF_INET, addr, &sin.sin_addr) == 1) {
-        sin.sin_family = AF_INET;
-        memcpy(&ss, &sin, sizeof sin);
-    } else if (inet_pton(AF_INET6, addr, &sin6.sin6_addr) == 1) {
-        sin6.sin6_family = AF_INET6;
-        memcpy(&ss, &sin6, sizeof sin6);
-    } else {
-        fail_msg("bad test address %s", addr);
-    }
-    return ss;
-}
-
 static bool allow(sm_iplimit_t *l, const char *addr, uint64_t now)
 {
-    struct sockaddr_storage ss = ss_of(addr);
+    struct sockaddr_storage ss = t_sockaddr(addr, 0);
     return sm_iplimit_allow(l, (const struct sockaddr *)&ss, now);
 }
 

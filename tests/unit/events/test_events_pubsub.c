@@ -34,6 +34,7 @@
 #include "core/err.h"
 #include "events/events.h"
 #include "log/log.h"
+#include "support/log_capture.h"
 
 #define WAIT_MS 5000
 #define MAX_IDS 4096
@@ -408,9 +409,7 @@ static void test_404_dropped_and_counted(void **state)
     fx_t *fx = *state;
     fx->statuses[0] = 404;
     /* (the log is reconfigured only while no publisher thread runs) */
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, fileno(f));
+    FILE *f = logcap_start(SM_LOG_DEBUG);
     open_events(fx);
     emit_n(fx, 0, 5);
     RUN_UNTIL(fx, sm_events_dropped(fx->ev) == 5);
@@ -425,10 +424,7 @@ static void test_404_dropped_and_counted(void **state)
     close_events(fx, WAIT_MS);
     sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, g_devnull);
     char buf[16384];
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    logcap_read(f, buf, sizeof buf);
     /* logged with Pub/Sub's error, never with the events themselves */
     assert_non_null(strstr(buf, "NOT_FOUND: Resource not found (resource=events)."));
     assert_null(strstr(buf, "eyJ"));    /* base64 of '{"' */
@@ -475,9 +471,7 @@ static void test_hung_request_and_close_deadline(void **state)
 {
     fx_t *fx = *state;
     fx->silent = true; /* Pub/Sub reads the requests and never answers */
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    sm_log_configure(SM_LOG_INFO, SM_LOG_FORMAT_JSON, fileno(f));
+    FILE *f = logcap_start(SM_LOG_INFO);
     open_events(fx);
     emit_n(fx, 0, 3);
     RUN_UNTIL(fx, fx->publishes == 1);
@@ -495,10 +489,7 @@ static void test_hung_request_and_close_deadline(void **state)
     sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, g_devnull);
     assert_true(ms >= 4500 && ms < 8000);
     char buf[8192];
-    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    logcap_read(f, buf, sizeof buf);
     assert_non_null(strstr(buf, "flush deadline passed"));
     const char *stop = strstr(buf, "Pub/Sub publisher stopped");
     assert_non_null(stop);

@@ -22,6 +22,7 @@
 #include <sys/un.h>
 
 #include "reactor/proxy_proto.h"
+#include "support/sockaddr.h"
 
 static const uint8_t SIG[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
@@ -590,30 +591,9 @@ static void test_mode_names(void **state)
 
 /* ---- CIDR ---- */
 
-static struct sockaddr_storage ss_of(const char *addr)
-{
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    struct sockaddr_in sin;
-    struct sockaddr_in6 sin6;
-    memset(&sin, 0, sizeof sin);
-    memset(&sin6, 0, sizeof sin6);
-    if (inet_pton(AF_INET, addr, &sin.sin_addr) == 1) {
-        sin.sin_family = AF_INET;
-        sin.sin_port = htons(1234);
-        memcpy(&ss, &sin, sizeof sin);
-    } else if (inet_pton(AF_INET6, addr, &sin6.sin6_addr) == 1) {
-        sin6.sin6_family = AF_INET6;
-        memcpy(&ss, &sin6, sizeof sin6);
-    } else {
-        fail_msg("bad test address %s", addr);
-    }
-    return ss;
-}
-
 static bool match(const sm_cidr_list_t *l, const char *addr)
 {
-    struct sockaddr_storage ss = ss_of(addr);
+    struct sockaddr_storage ss = t_sockaddr(addr, 1234);
     return sm_cidr_match(l, (const struct sockaddr *)&ss);
 }
 

@@ -704,12 +704,67 @@ static void expect_no_close(fx_t *fx, size_t from)
 
 /* ---- Protocol helpers ---- */
 
+/* Fill u with a fresh request uuid; returns fx->nsent, the index its first
+ * reply will take. */
+static size_t new_request(fx_t *fx, uint8_t u[SM_PROTO_UUID_SIZE])
+{
+    mkuuid(fx, u);
+    return fx->nsent;
+}
+
+/* The last reply is a 400 naming field (expect_400_field), and the only new one. */
+static void expect_only_400_field(fx_t *fx, size_t before, sm_handle_t h, const uint8_t *uuid,
+                                  const char *field)
+{
+    assert_int_equal(fx->nsent, before + 1);
+    expect_400_field(fx, before, h, uuid, field);
+}
+
+/* One request with a fresh uuid (left in u) on h, whose only reply is ERROR
+ * code echoing it; they return its error_message. */
+static const char *connect_error(fx_t *fx, uint8_t *u, sm_handle_t h, const char *cid,
+                                 const char *tok, int code)
+{
+    size_t before = new_request(fx, u);
+    feed_connect(fx, h, u, cid, tok);
+    return expect_only_error(fx, before, h, code, u);
+}
+
+static const char *register_error(fx_t *fx, uint8_t *u, sm_handle_t h, const char *cid,
+                                  const char *tok, int code)
+{
+    size_t before = new_request(fx, u);
+    feed_register(fx, h, u, cid, tok);
+    return expect_only_error(fx, before, h, code, u);
+}
+
+static const char *unregister_error(fx_t *fx, uint8_t *u, sm_handle_t h, const char *cid,
+                                    const char *tok, int code)
+{
+    size_t before = new_request(fx, u);
+    feed_unregister(fx, h, u, cid, tok);
+    return expect_only_error(fx, before, h, code, u);
+}
+
+static const char *ping_error(fx_t *fx, uint8_t *u, sm_handle_t h, int code)
+{
+    size_t before = new_request(fx, u);
+    feed_ping(fx, h, u);
+    return expect_only_error(fx, before, h, code, u);
+}
+
+static const char *bad_error(fx_t *fx, uint8_t *u, sm_handle_t h, int code)
+{
+    size_t before = new_request(fx, u);
+    feed_bad(fx, h, u);
+    return expect_only_error(fx, before, h, code, u);
+}
+
 /* CONNECT on h; returns the CONNECT_ACK's session_id (valid until teardown). */
 static const char *do_connect(fx_t *fx, sm_handle_t h, const char *cid, const char *tok)
 {
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_connect(fx, h, u, cid, tok);
     assert_int_equal(fx->nsent, before + 1);
     expect_msg(fx, before, h, SM_MSG_CONNECT_ACK, u);
@@ -721,8 +776,7 @@ static const char *do_connect(fx_t *fx, sm_handle_t h, const char *cid, const ch
 static void do_register(fx_t *fx, sm_handle_t h, const char *cid, const char *tok)
 {
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, h, u, cid, tok);
     drain(fx);
     assert_int_equal(fx->nsent, before + 1);
@@ -856,18 +910,12 @@ static void test_connect_bad_credentials_401(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
-        feed_connect(fx, H1, u, bad[i].cid, bad[i].tok);
-        expect_only_error(fx, before, H1, 401, u);
+        connect_error(fx, u, H1, bad[i].cid, bad[i].tok, 401);
     }
     assert_int_equal(sm_count_read(&fx->ctr.errors[SM_ERRIDX_401]), 4);
     /* Still not authenticated... */
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
-    feed_ping(fx, H1, u);
-    expect_only_error(fx, before, H1, 401, u);
+    ping_error(fx, u, H1, 401);
     /* ...and a good CONNECT still works. */
     do_connect(fx, H1, CID1, TOK1);
     expect_no_close(fx, 0);
@@ -890,11 +938,9 @@ static void test_connect_missing_field_400(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
+        size_t before = new_request(fx, u);
         feedj(fx, H1, SM_MSG_CONNECT, u, "%s", cases[i].json);
-        assert_int_equal(fx->nsent, before + 1);
-        expect_400_field(fx, before, H1, u, cases[i].field);
+        expect_only_400_field(fx, before, H1, u, cases[i].field);
     }
     expect_no_close(fx, 0);
     do_connect(fx, H1, CID1, TOK1);
@@ -907,21 +953,18 @@ static void test_connect_version(void **state)
                                       "1.0",   "1.0.0-rc1", "v1.0.0", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
+        size_t before = new_request(fx, u);
         feedj(fx, H1, SM_MSG_CONNECT, u,
               "{\"client_id\":\"" CID1 "\",\"auth_token\":\"" TOK1 "\",\"version\":\"%s\"}",
               bad[i]);
-        assert_int_equal(fx->nsent, before + 1);
-        expect_400_field(fx, before, H1, u, "version");
+        expect_only_400_field(fx, before, H1, u, "version");
     }
     /* Older and equal versions are accepted (compared numerically). */
     static const char *const good[] = {"0.9.12", "0.10.0", "1.0.0"};
     sm_handle_t hs[] = {H1, H2, H3};
     for (size_t i = 0; i < 3; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
+        size_t before = new_request(fx, u);
         feedj(fx, hs[i], SM_MSG_CONNECT, u,
               "{\"client_id\":\"" CID1 "\",\"auth_token\":\"" TOK1 "\",\"version\":\"%s\"}",
               good[i]);
@@ -964,8 +1007,7 @@ static void test_before_connect_401(void **state)
     for (unsigned r = 0; r < rounds; r++) {
         for (size_t i = 0; i < n; i++) {
             uint8_t u[SM_PROTO_UUID_SIZE];
-            mkuuid(fx, u);
-            size_t before = fx->nsent;
+            size_t before = new_request(fx, u);
             feed(fx, H1, cases[i].type, u, cases[i].pt, cases[i].payload, strlen(cases[i].payload));
             const char *msg = expect_only_error(fx, before, H1, 401, u);
             assert_non_null(strstr(msg, "not authenticated"));
@@ -987,28 +1029,17 @@ static void test_connect_again(void **state)
     uint8_t u[SM_PROTO_UUID_SIZE];
 
     /* Same credentials: 409. */
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
-    feed_connect(fx, H1, u, CID1, TOK1);
-    const char *msg = expect_only_error(fx, before, H1, 409, u);
+    const char *msg = connect_error(fx, u, H1, CID1, TOK1, 409);
     assert_non_null(strstr(msg, "already connected"));
 
     /* Another client's valid credentials: still "CONNECT again" -> 409. */
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_connect(fx, H1, u, CID2, TOK2);
-    expect_only_error(fx, before, H1, 409, u);
+    connect_error(fx, u, H1, CID2, TOK2, 409);
 
     /* Check order: auth (5) before state (6) -> 401; payload (3) -> 400. */
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_connect(fx, H1, u, CID1, "wrong");
-    expect_only_error(fx, before, H1, 401, u);
-    mkuuid(fx, u);
-    before = fx->nsent;
+    connect_error(fx, u, H1, CID1, "wrong", 401);
+    size_t before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_CONNECT, u, "{\"client_id\":\"%s\",\"version\":\"1.0.0\"}", CID1);
-    assert_int_equal(fx->nsent, before + 1);
-    expect_400_field(fx, before, H1, u, "auth_token");
+    expect_only_400_field(fx, before, H1, u, "auth_token");
 
     /* The session is unchanged: it registers with its first session_id. */
     do_register(fx, H1, CID1, TOK1);
@@ -1016,10 +1047,7 @@ static void test_connect_again(void **state)
     assert_string_equal(jstr(sent_at(fx, fx->nsent - 1), "client_id"), CID1);
 
     /* Also once registered. */
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_connect(fx, H1, u, CID1, TOK1);
-    expect_only_error(fx, before, H1, 409, u);
+    connect_error(fx, u, H1, CID1, TOK1, 409);
     assert_int_equal(reg_state(fx, CID1, NULL), 1);
     expect_no_close(fx, 0);
 }
@@ -1033,8 +1061,7 @@ static void test_ping(void **state)
     do_connect(fx, H1, CID1, TOK1);
     uint8_t u[SM_PROTO_UUID_SIZE];
 
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     int64_t t0 = sm_clock_wall_ms();
     feedj(fx, H1, SM_MSG_PING, u, "{\"timestamp\":%lld}", 1700000000123LL);
     int64_t t1 = sm_clock_wall_ms();
@@ -1046,8 +1073,7 @@ static void test_ping(void **state)
     assert_true(jint(s, "server_time") >= t0 && jint(s, "server_time") <= t1);
 
     /* A real timestamp is echoed as a real. */
-    mkuuid(fx, u);
-    before = fx->nsent;
+    before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_PING, u, "{\"timestamp\":12.5,\"extra\":true}");
     expect_msg(fx, before, H1, SM_MSG_PING_ACK, u);
     json_t *ts = json_object_get(sent_at(fx, before)->json, "timestamp");
@@ -1055,16 +1081,12 @@ static void test_ping(void **state)
     assert_true(json_real_value(ts) == 12.5);
 
     /* Missing or mistyped timestamp: 400 naming it. */
-    mkuuid(fx, u);
-    before = fx->nsent;
+    before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_PING, u, "{}");
-    assert_int_equal(fx->nsent, before + 1);
-    expect_400_field(fx, before, H1, u, "timestamp");
-    mkuuid(fx, u);
-    before = fx->nsent;
+    expect_only_400_field(fx, before, H1, u, "timestamp");
+    before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_PING, u, "{\"timestamp\":\"now\"}");
-    assert_int_equal(fx->nsent, before + 1);
-    expect_400_field(fx, before, H1, u, "timestamp");
+    expect_only_400_field(fx, before, H1, u, "timestamp");
     expect_no_close(fx, 0);
 }
 
@@ -1076,8 +1098,7 @@ static void test_register_ok(void **state)
     fx_t *fx = *state;
     const char *sid = do_connect(fx, H1, CID1, TOK1);
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_REGISTER, u,
           "{\"version\":\"1.0.0\",\"client_id\":\"%s\",\"auth_token\":\"%s\",\"room_id\":null,"
           "\"capabilities\":[\"video\"],\"metadata\":{\"k\":1}}",
@@ -1152,8 +1173,7 @@ static void test_register_twice_409(void **state)
     do_connect(fx, H1, CID1, TOK1);
     do_register(fx, H1, CID1, TOK1);
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, H1, u, CID1, TOK1);
     expect_only_error(fx, before, H1, 409, u);
     assert_int_equal(fx->ops, 0); /* no store call */
@@ -1172,8 +1192,7 @@ static void test_register_held_by_other_session_409(void **state)
     do_connect(fx, H2, CID1, TOK1);
     uint8_t u1[SM_PROTO_UUID_SIZE], u2[SM_PROTO_UUID_SIZE];
     mkuuid(fx, u1);
-    mkuuid(fx, u2);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u2);
     feed_register(fx, H1, u1, CID1, TOK1);
     feed_register(fx, H2, u2, CID1, TOK1); /* H1's claim is PENDING */
     expect_only_error(fx, before, H2, 409, u2);
@@ -1181,10 +1200,7 @@ static void test_register_held_by_other_session_409(void **state)
     assert_int_equal(fx->nsent, before + 2);
     expect_msg(fx, before + 1, H1, SM_MSG_REGISTER_ACK, u1);
 
-    mkuuid(fx, u2);
-    before = fx->nsent;
-    feed_register(fx, H2, u2, CID1, TOK1);
-    expect_only_error(fx, before, H2, 409, u2);
+    register_error(fx, u2, H2, CID1, TOK1, 409);
     sm_reg_holder_t h;
     assert_int_equal(reg_state(fx, CID1, &h), 1);
     assert_true(h.conn == H1);
@@ -1208,8 +1224,7 @@ static void test_register_held_elsewhere_409(void **state)
     assert_int_equal(sm_registry_commit(fx->srv.registry, CID1, other.serial), 0);
     do_connect(fx, H1, CID1, TOK1);
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, H1, u, CID1, TOK1);
     expect_only_error(fx, before, H1, 409, u);
     assert_int_equal(fx->ops, 0);
@@ -1234,42 +1249,24 @@ static void test_register_identity_checks(void **state)
     size_t before;
 
     /* 4: another client's id (with that client's valid token): 403. */
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_register(fx, H1, u, CID2, TOK2);
-    expect_only_error(fx, before, H1, 403, u);
+    register_error(fx, u, H1, CID2, TOK2, 403);
     /* 4 before 5: another id and a bad token: 403. */
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_register(fx, H1, u, CID2, "wrong");
-    expect_only_error(fx, before, H1, 403, u);
+    register_error(fx, u, H1, CID2, "wrong", 403);
     /* 3 before 4: a missing field with another id: 400. */
-    mkuuid(fx, u);
-    before = fx->nsent;
+    before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_REGISTER, u, "{\"client_id\":\"%s\",\"auth_token\":\"%s\"}", CID2, TOK2);
-    assert_int_equal(fx->nsent, before + 1);
-    expect_400_field(fx, before, H1, u, "version");
-    mkuuid(fx, u);
-    before = fx->nsent;
+    expect_only_400_field(fx, before, H1, u, "version");
+    before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_REGISTER, u,
           "{\"version\":\"2.0.0\",\"client_id\":\"%s\",\"auth_token\":\"x\"}", CID2);
-    assert_int_equal(fx->nsent, before + 1);
-    expect_400_field(fx, before, H1, u, "version");
-    mkuuid(fx, u);
-    before = fx->nsent;
+    expect_only_400_field(fx, before, H1, u, "version");
+    before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_REGISTER, u, "{\"version\":\"1.0.0\",\"client_id\":\"%s\"}", CID1);
-    assert_int_equal(fx->nsent, before + 1);
-    expect_400_field(fx, before, H1, u, "auth_token");
+    expect_only_400_field(fx, before, H1, u, "auth_token");
     /* 5: own id, bad token: 401. */
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_register(fx, H1, u, CID1, "wrong");
-    const char *msg = expect_only_error(fx, before, H1, 401, u);
+    const char *msg = register_error(fx, u, H1, CID1, "wrong", 401);
     assert_non_null(strstr(msg, "auth_token"));
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_register(fx, H1, u, CID1, TOK2);
-    expect_only_error(fx, before, H1, 401, u);
+    register_error(fx, u, H1, CID1, TOK2, 401);
 
     assert_int_equal(fx->ops, 0);
     drain(fx);
@@ -1280,15 +1277,9 @@ static void test_register_identity_checks(void **state)
 
     /* 5 before 6: registered, REGISTER with a bad token -> 401, not 409. */
     do_register(fx, H1, CID1, TOK1);
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_register(fx, H1, u, CID1, "wrong");
-    expect_only_error(fx, before, H1, 401, u);
+    register_error(fx, u, H1, CID1, "wrong", 401);
     /* 4 before 6: registered, another id -> 403, not 409. */
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_register(fx, H1, u, CID2, TOK2);
-    expect_only_error(fx, before, H1, 403, u);
+    register_error(fx, u, H1, CID2, TOK2, 403);
     assert_int_equal(reg_state(fx, CID1, NULL), 1);
     expect_no_close(fx, 0);
 }
@@ -1298,26 +1289,15 @@ static void test_unregister_not_registered_404(void **state)
     fx_t *fx = *state;
     do_connect(fx, H1, CID1, TOK1);
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
-    feed_unregister(fx, H1, u, CID1, TOK1);
-    const char *msg = expect_only_error(fx, before, H1, 404, u);
+    const char *msg = unregister_error(fx, u, H1, CID1, TOK1, 404);
     assert_non_null(strstr(msg, "not registered"));
     assert_int_equal(fx->ops, 0);
     /* Checks 4 and 5 come before the state rule. */
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_unregister(fx, H1, u, CID2, TOK2);
-    expect_only_error(fx, before, H1, 403, u);
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_unregister(fx, H1, u, CID1, "wrong");
-    expect_only_error(fx, before, H1, 401, u);
-    mkuuid(fx, u);
-    before = fx->nsent;
+    unregister_error(fx, u, H1, CID2, TOK2, 403);
+    unregister_error(fx, u, H1, CID1, "wrong", 401);
+    size_t before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_UNREGISTER, u, "{\"version\":\"1.0.0\",\"auth_token\":\"%s\"}", TOK1);
-    assert_int_equal(fx->nsent, before + 1);
-    expect_400_field(fx, before, H1, u, "client_id");
+    expect_only_400_field(fx, before, H1, u, "client_id");
 }
 
 static void test_unregister_ok(void **state)
@@ -1329,18 +1309,11 @@ static void test_unregister_ok(void **state)
     uint8_t u[SM_PROTO_UUID_SIZE];
 
     /* Registered: 403/401 checks still apply to UNREGISTER. */
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
-    feed_unregister(fx, H1, u, CID2, TOK2);
-    expect_only_error(fx, before, H1, 403, u);
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_unregister(fx, H1, u, CID1, "wrong");
-    expect_only_error(fx, before, H1, 401, u);
+    unregister_error(fx, u, H1, CID2, TOK2, 403);
+    unregister_error(fx, u, H1, CID1, "wrong", 401);
     assert_int_equal(reg_state(fx, CID1, NULL), 1);
 
-    mkuuid(fx, u);
-    before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_unregister(fx, H1, u, CID1, TOK1);
     assert_int_equal(fx->nsent, before); /* after the store only */
     drain(fx);
@@ -1358,12 +1331,8 @@ static void test_unregister_ok(void **state)
     assert_int_equal(fx->ops, 0);
 
     /* Back to CONNECTED: UNREGISTER 404, ROOM_* 401, REGISTER works again. */
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_unregister(fx, H1, u, CID1, TOK1);
-    expect_only_error(fx, before, H1, 404, u);
-    mkuuid(fx, u);
-    before = fx->nsent;
+    unregister_error(fx, u, H1, CID1, TOK1, 404);
+    before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_ROOM_JOIN, u,
           "{\"version\":\"1.0.0\",\"client_id\":\"%s\",\"room_id\":\"r1\"}", CID1);
     expect_only_error(fx, before, H1, 401, u);
@@ -1398,8 +1367,7 @@ static void test_rooms_signal_when_connected_401(void **state)
     do_connect(fx, H1, CID1, TOK1);
     for (size_t i = 0; i < sizeof room_msgs / sizeof room_msgs[0]; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
+        size_t before = new_request(fx, u);
         feed(fx, H1, room_msgs[i].type, u, room_msgs[i].pt, room_msgs[i].payload,
              strlen(room_msgs[i].payload));
         const char *msg = expect_only_error(fx, before, H1, 401, u);
@@ -1428,11 +1396,9 @@ static void test_rooms_signal_invalid_payload_400_before_401(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
+        size_t before = new_request(fx, u);
         feed(fx, H1, cases[i].type, u, SM_PAYLOAD_JSON, cases[i].payload, strlen(cases[i].payload));
-        assert_int_equal(fx->nsent, before + 1);
-        expect_400_field(fx, before, H1, u, cases[i].field);
+        expect_only_400_field(fx, before, H1, u, cases[i].field);
     }
 }
 
@@ -1445,8 +1411,7 @@ static void test_rooms_client_mismatch_403_before_401(void **state)
     static const uint8_t types[] = {SM_MSG_ROOM_CREATE, SM_MSG_ROOM_JOIN, SM_MSG_ROOM_LEAVE};
     for (size_t i = 0; i < sizeof types; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
+        size_t before = new_request(fx, u);
         feedj(fx, H1, types[i], u,
               "{\"version\":\"1.0.0\",\"client_id\":\"%s\",\"room_id\":\"r1\"}", CID2);
         expect_only_error(fx, before, H1, 403, u);
@@ -1479,21 +1444,17 @@ static void test_disconnect_connected(void **state)
     do_connect(fx, H1, CID1, TOK1);
     do_connect(fx, H2, CID2, TOK2);
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_DISCONNECT, u, "{\"reason\":\"bye\"}");
     assert_int_equal(fx->nsent, before + 1);
     expect_close(fx, before, H1, 1000);
     assert_int_equal(sm_sessions_count(fx->ss), 1);
     /* A DISCONNECT whose payload is invalid is a malformed frame (step 3). */
-    mkuuid(fx, u);
-    before = fx->nsent;
+    before = new_request(fx, u);
     feedj(fx, H2, SM_MSG_DISCONNECT, u, "{\"reason\":5}");
-    assert_int_equal(fx->nsent, before + 1);
-    expect_400_field(fx, before, H2, u, "reason");
+    expect_only_400_field(fx, before, H2, u, "reason");
     assert_int_equal(sm_sessions_count(fx->ss), 1);
-    mkuuid(fx, u);
-    before = fx->nsent;
+    before = new_request(fx, u);
     feed(fx, H2, SM_MSG_DISCONNECT, u, SM_PAYLOAD_NONE, NULL, 0);
     assert_int_equal(fx->nsent, before + 1);
     expect_close(fx, before, H2, 1000);
@@ -1506,8 +1467,7 @@ static void test_disconnect_registered_releases(void **state)
     do_connect(fx, H1, CID1, TOK1);
     do_register(fx, H1, CID1, TOK1);
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed(fx, H1, SM_MSG_DISCONNECT, u, SM_PAYLOAD_NONE, NULL, 0);
     assert_int_equal(fx->nsent, before + 1);
     expect_close(fx, before, H1, 1000);
@@ -1532,8 +1492,7 @@ static void test_disconnect_while_register_in_flight(void **state)
     uint8_t u1[SM_PROTO_UUID_SIZE], u2[SM_PROTO_UUID_SIZE], u3[SM_PROTO_UUID_SIZE];
     mkuuid(fx, u1);
     mkuuid(fx, u2);
-    mkuuid(fx, u3);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u3);
     feed_register(fx, H1, u1, CID1, TOK1);
     feed(fx, H1, SM_MSG_DISCONNECT, u2, SM_PAYLOAD_NONE, NULL, 0);
     feed_ping(fx, H1, u3); /* after DISCONNECT: never answered */
@@ -1600,8 +1559,7 @@ static void test_closed_while_register_in_flight(void **state)
     fx_t *fx = *state;
     do_connect(fx, H1, CID1, TOK1);
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, H1, u, CID1, TOK1);
     feed_ping(fx, H1, u);
     sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_CLEAN);
@@ -1620,8 +1578,7 @@ static void test_closed_while_unregister_in_flight(void **state)
     do_connect(fx, H1, CID1, TOK1);
     do_register(fx, H1, CID1, TOK1);
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_unregister(fx, H1, u, CID1, TOK1);
     sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_CLEAN);
     drain(fx);
@@ -1657,8 +1614,7 @@ static void test_register_store_unavailable_503(void **state)
     fx->fake->put_mode = FK_FAIL;
     uint8_t u1[SM_PROTO_UUID_SIZE], u2[SM_PROTO_UUID_SIZE];
     mkuuid(fx, u1);
-    mkuuid(fx, u2);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u2);
     feed_register(fx, H1, u1, CID1, TOK1);
     feed_ping(fx, H1, u2);
     assert_int_equal(fx->nsent, before);
@@ -1670,10 +1626,7 @@ static void test_register_store_unavailable_503(void **state)
     assert_false(store_has(fx, CID1));
     assert_int_equal(fx->ops, 0);
     /* Not registered: UNREGISTER is 404, ROOM_* 401. */
-    mkuuid(fx, u1);
-    before = fx->nsent;
-    feed_unregister(fx, H1, u1, CID1, TOK1);
-    expect_only_error(fx, before, H1, 404, u1);
+    unregister_error(fx, u1, H1, CID1, TOK1, 404);
     /* A retry succeeds once the store is back. */
     fx->fake->put_mode = FK_PASS;
     do_register(fx, H1, CID1, TOK1);
@@ -1688,8 +1641,7 @@ static void test_register_store_conflict_409(void **state)
     do_connect(fx, H1, CID1, TOK1);
     fx->fake->put_mode = FK_CONFLICT;
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, H1, u, CID1, TOK1);
     drain(fx);
     expect_only_error(fx, before, H1, 409, u);
@@ -1707,8 +1659,7 @@ static void test_unregister_store_unavailable_503(void **state)
     do_register(fx, H1, CID1, TOK1);
     fx->fake->del_mode = FK_FAIL;
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_unregister(fx, H1, u, CID1, TOK1);
     drain(fx);
     expect_only_error(fx, before, H1, 503, u);
@@ -1716,8 +1667,7 @@ static void test_unregister_store_unavailable_503(void **state)
     assert_int_equal(reg_state(fx, CID1, NULL), 1);
     assert_true(store_has(fx, CID1));
     fx->fake->del_mode = FK_PASS;
-    mkuuid(fx, u);
-    before = fx->nsent;
+    before = new_request(fx, u);
     feed_unregister(fx, H1, u, CID1, TOK1);
     drain(fx);
     assert_int_equal(fx->nsent, before + 1);
@@ -1813,8 +1763,7 @@ static void test_register_row_of_other_instance_409(void **state)
     do_connect(fx, H2, CID2, TOK2);
     uint8_t u1[SM_PROTO_UUID_SIZE], u2[SM_PROTO_UUID_SIZE];
     mkuuid(fx, u1);
-    mkuuid(fx, u2);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u2);
     feed_register(fx, H1, u1, CID1, TOK1);
     feed_register(fx, H2, u2, CID2, TOK2);
     drain(fx);
@@ -1839,8 +1788,7 @@ static void test_register_stale_row_delete_fails_503(void **state)
     do_connect(fx, H1, CID1, TOK1);
     fx->fake->del_mode = FK_FAIL;
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, H1, u, CID1, TOK1);
     drain(fx);
     expect_only_error(fx, before, H1, 503, u);
@@ -1861,8 +1809,7 @@ static void test_register_timeout_during_stale_recovery(void **state)
     do_connect(fx, H1, CID1, TOK1);
     fx->fake->del_mode = FK_HOLD;
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     unsigned puts = fx->fake->puts;
     feed_register(fx, H1, u, CID1, TOK1);
     assert_true(wait_until(fx, pred_error_408, NULL));
@@ -1889,8 +1836,7 @@ static void test_register_retry_queued_behind_late_insert(void **state)
     fx->fake->put_mode = FK_HOLD;
     uint8_t u1[SM_PROTO_UUID_SIZE], u2[SM_PROTO_UUID_SIZE];
     mkuuid(fx, u1);
-    mkuuid(fx, u2);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u2);
     feed_register(fx, H1, u1, CID1, TOK1);
     assert_true(wait_until(fx, pred_error_408, NULL));
     expect_only_error(fx, before, H1, 408, u1);
@@ -1920,8 +1866,7 @@ static void test_register_ack_waits_for_store(void **state)
     fx->fake->put_mode = FK_HOLD;
     uint8_t u1[SM_PROTO_UUID_SIZE], u2[SM_PROTO_UUID_SIZE];
     mkuuid(fx, u1);
-    mkuuid(fx, u2);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u2);
     feed_register(fx, H1, u1, CID1, TOK1);
     feed_ping(fx, H1, u2);
     drain(fx);
@@ -1972,8 +1917,7 @@ static void test_register_timeout_then_late_success_undone(void **state)
     fx->fake->put_mode = FK_HOLD;
     uint8_t u1[SM_PROTO_UUID_SIZE], u2[SM_PROTO_UUID_SIZE];
     mkuuid(fx, u1);
-    mkuuid(fx, u2);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u2);
     feed_register(fx, H1, u1, CID1, TOK1);
     feed_ping(fx, H1, u2);
     assert_true(wait_until(fx, pred_error_408, NULL));
@@ -1986,10 +1930,7 @@ static void test_register_timeout_then_late_success_undone(void **state)
     assert_int_equal(fx->fake->nheld, 1);
     /* Not registered: UNREGISTER is 404. */
     uint8_t u3[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u3);
-    before = fx->nsent;
-    feed_unregister(fx, H1, u3, CID1, TOK1);
-    expect_only_error(fx, before, H1, 404, u3);
+    unregister_error(fx, u3, H1, CID1, TOK1, 404);
 
     /* The insert succeeds late: the row must be deleted again. */
     fx->fake->put_mode = FK_PASS;
@@ -2015,8 +1956,7 @@ static void test_register_timeout_then_late_failure(void **state)
     do_connect(fx, H1, CID1, TOK1);
     fx->fake->put_mode = FK_HOLD;
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, H1, u, CID1, TOK1);
     assert_true(wait_until(fx, pred_error_408, NULL));
     expect_only_error(fx, before, H1, 408, u);
@@ -2041,8 +1981,7 @@ static void test_register_retry_after_timeout(void **state)
     const char *sid = do_connect(fx, H1, CID1, TOK1);
     fx->fake->put_mode = FK_HOLD;
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, H1, u, CID1, TOK1);
     assert_true(wait_until(fx, pred_error_408, NULL));
     expect_only_error(fx, before, H1, 408, u);
@@ -2070,8 +2009,7 @@ static void test_closed_then_timeout_then_late_success(void **state)
     do_connect(fx, H1, CID1, TOK1);
     fx->fake->put_mode = FK_HOLD;
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, H1, u, CID1, TOK1);
     sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_CLEAN);
     assert_int_equal(reg_state(fx, CID1, NULL), 0);
@@ -2094,8 +2032,7 @@ static void test_closed_then_late_success_before_timeout(void **state)
     do_connect(fx, H1, CID1, TOK1);
     fx->fake->put_mode = FK_HOLD;
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, H1, u, CID1, TOK1);
     sm_sessions_on_closed(fx->ss, H1, SM_CLOSE_CLEAN);
     fake_release_one(fx->fake, true, 0);
@@ -2116,8 +2053,7 @@ static void test_register_timeout_two_sessions(void **state)
     fx->fake->put_mode = FK_HOLD;
     uint8_t u1[SM_PROTO_UUID_SIZE], u2[SM_PROTO_UUID_SIZE];
     mkuuid(fx, u1);
-    mkuuid(fx, u2);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u2);
     feed_register(fx, H1, u1, CID1, TOK1);
     feed_register(fx, H2, u2, CID2, TOK2);
     size_t want = before + 2;
@@ -2146,8 +2082,7 @@ static size_t connect_with_token(fx_t *fx, sm_handle_t h, const char *cid, const
                                  const char *resume_token)
 {
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feedj(fx, h, SM_MSG_CONNECT, u,
           "{\"client_id\":\"%s\",\"auth_token\":\"%s\",\"version\":\"1.0.0\","
           "\"resume_token\":\"%s\"}",
@@ -2282,12 +2217,8 @@ static void test_resume_detached_session(void **state)
     assert_int_equal(fx->ops, 0);
     /* The new connection is REGISTERED. */
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    before = fx->nsent;
-    feed_register(fx, H2, u, CID1, TOK1);
-    expect_only_error(fx, before, H2, 409, u);
-    mkuuid(fx, u);
-    before = fx->nsent;
+    register_error(fx, u, H2, CID1, TOK1, 409);
+    before = new_request(fx, u);
     feed_unregister(fx, H2, u, CID1, TOK1);
     drain(fx);
     assert_int_equal(fx->nsent, before + 1);
@@ -2361,10 +2292,7 @@ static void test_resume_bad_token_fresh_session(void **state)
     assert_int_equal(sm_sessions_count(fx->ss), 4);
     /* The fresh sessions are CONNECTED, not REGISTERED. */
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
-    feed_unregister(fx, H3, u, CID1, TOK1);
-    expect_only_error(fx, before, H3, 404, u);
+    unregister_error(fx, u, H3, CID1, TOK1, 404);
 }
 
 /* A plain REGISTER for a client_id whose holder is detached takes the
@@ -2514,8 +2442,7 @@ static void test_frame_errors_400(void **state)
         size_t before, n;
 
         /* Shorter than the header: no uuid to echo. */
-        mkuuid(fx, u);
-        before = fx->nsent;
+        before = new_request(fx, u);
         feed_raw(fx, h, "\xaa\x04\x00", 3);
         expect_only_error(fx, before, h, 400, NULL);
         before = fx->nsent;
@@ -2533,10 +2460,7 @@ static void test_frame_errors_400(void **state)
         expect_only_error(fx, before, h, 400, NULL);
 
         /* Length field != bytes that follow (both ways). */
-        mkuuid(fx, u);
-        before = fx->nsent;
-        feed_bad(fx, h, u);
-        expect_only_error(fx, before, h, 400, u);
+        bad_error(fx, u, h, 400);
         assert_int_equal(sm_frame_encode(buf, sizeof buf, SM_MSG_PING, u, SM_PAYLOAD_JSON,
                                          "{\"timestamp\":1}", 15, &n),
                          SM_PROTO_OK);
@@ -2565,20 +2489,16 @@ static void test_frame_errors_400(void **state)
         static const uint8_t bad_types[] = {0x00, 0x99, SM_MSG_CONNECT_ACK, SM_MSG_ROOM_EVENT,
                                             SM_MSG_ERROR};
         for (size_t i = 0; i < sizeof bad_types; i++) {
-            mkuuid(fx, u);
-            before = fx->nsent;
+            before = new_request(fx, u);
             feed(fx, h, bad_types[i], u, SM_PAYLOAD_JSON, "{}", 2);
-            assert_int_equal(fx->nsent, before + 1);
-            expect_400_field(fx, before, h, u, "type");
+            expect_only_400_field(fx, before, h, u, "type");
         }
 
         /* Payload type not allowed for the message type. */
-        mkuuid(fx, u);
-        before = fx->nsent;
+        before = new_request(fx, u);
         feed(fx, h, SM_MSG_PING, u, SM_PAYLOAD_BINARY, "\x01\x02", 2);
         expect_only_error(fx, before, h, 400, u);
-        mkuuid(fx, u);
-        before = fx->nsent;
+        before = new_request(fx, u);
         feed(fx, h, SM_MSG_CONNECT, u, SM_PAYLOAD_NONE, NULL, 0);
         expect_only_error(fx, before, h, 400, u);
 
@@ -2586,11 +2506,9 @@ static void test_frame_errors_400(void **state)
         static const char *const bad_json[] = {"{\"client_id\":", "[1,2]", "{} x", "\"s\"",
                                                "{\"a\":1,\"a\":2}"};
         for (size_t i = 0; i < sizeof bad_json / sizeof bad_json[0]; i++) {
-            mkuuid(fx, u);
-            before = fx->nsent;
+            before = new_request(fx, u);
             feed(fx, h, SM_MSG_CONNECT, u, SM_PAYLOAD_JSON, bad_json[i], strlen(bad_json[i]));
-            assert_int_equal(fx->nsent, before + 1);
-            expect_400_field(fx, before, h, u, "payload");
+            expect_only_400_field(fx, before, h, u, "payload");
         }
         /* 19 malformed frames, under the default limit of 20: still open. */
         assert_int_equal(fx->cfg->limits_max_bad_frames, 20);
@@ -2621,11 +2539,9 @@ static void test_payload_errors_400(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
+        size_t before = new_request(fx, u);
         feed(fx, H1, cases[i].type, u, SM_PAYLOAD_JSON, cases[i].payload, strlen(cases[i].payload));
-        assert_int_equal(fx->nsent, before + 1);
-        expect_400_field(fx, before, H1, u, cases[i].field);
+        expect_only_400_field(fx, before, H1, u, cases[i].field);
     }
     assert_int_equal(sm_count_read(&fx->ctr.errors[SM_ERRIDX_400]), 6);
     /* They count: 14 more malformed frames reach the limit (20), one more closes. */
@@ -2637,8 +2553,7 @@ static void test_payload_errors_400(void **state)
     }
     expect_no_close(fx, 0);
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feedj(fx, H1, SM_MSG_PING, u, "{}");
     assert_int_equal(fx->nsent, before + 2);
     expect_400_field(fx, before, H1, u, "timestamp");
@@ -2657,16 +2572,12 @@ static void test_bad_frames_limit_disconnects(void **state)
     size_t start = fx->nsent;
     for (unsigned i = 0; i < limit; i++) {
         uint8_t u[SM_PROTO_UUID_SIZE];
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
-        feed_bad(fx, H1, u);
-        expect_only_error(fx, before, H1, 400, u);
+        bad_error(fx, u, H1, 400);
     }
     expect_no_close(fx, start);
     assert_int_equal(sm_sessions_count(fx->ss), 1);
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_bad(fx, H1, u);
     assert_int_equal(fx->nsent, before + 2);
     expect_error(fx, before, H1, 400, u);
@@ -2714,15 +2625,11 @@ static void test_bad_frames_window_slides(void **state)
     }
     fx->now_offset += BAD_WINDOW_MS + 1;
     for (unsigned i = 0; i < limit; i++) {
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
-        feed_bad(fx, H1, u);
-        expect_only_error(fx, before, H1, 400, u);
+        bad_error(fx, u, H1, 400);
     }
     expect_no_close(fx, 0);
     assert_int_equal(sm_sessions_count(fx->ss), 1);
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_bad(fx, H1, u);
     assert_int_equal(fx->nsent, before + 2);
     expect_notice(fx, before + 1, H1, 1008, u);
@@ -2741,8 +2648,7 @@ static void test_bad_frames_just_inside_window(void **state)
         feed_bad(fx, H1, u);
     }
     fx->now_offset += BAD_WINDOW_MS - 1;
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_bad(fx, H1, u);
     assert_int_equal(fx->nsent, before + 2);
     expect_notice(fx, before + 1, H1, 1008, u);
@@ -2758,10 +2664,7 @@ static void test_bad_frames_spaced(void **state)
     do_connect(fx, H1, CID1, TOK1);
     uint8_t u[SM_PROTO_UUID_SIZE];
     for (unsigned i = 0; i < 3 * limit; i++) {
-        mkuuid(fx, u);
-        size_t before = fx->nsent;
-        feed_bad(fx, H1, u);
-        expect_only_error(fx, before, H1, 400, u);
+        bad_error(fx, u, H1, 400);
         fx->now_offset += step + 1;
     }
     expect_no_close(fx, 0);
@@ -2775,15 +2678,13 @@ static void test_bad_frames_spaced(void **state)
         fx->now_offset += step - 1;
     }
     expect_no_close(fx, start);
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_bad(fx, H2, u);
     assert_int_equal(fx->nsent, before + 2);
     expect_notice(fx, before + 1, H2, 1008, u);
     /* H1 is not affected by H2's frames. */
     assert_int_equal(sm_sessions_count(fx->ss), 1);
-    mkuuid(fx, u);
-    before = fx->nsent;
+    before = new_request(fx, u);
     feed_ping(fx, H1, u);
     expect_msg(fx, before, H1, SM_MSG_PING_ACK, u);
 }
@@ -2797,8 +2698,7 @@ static void test_too_many_pending_frames(void **state)
     do_connect(fx, H1, CID1, TOK1);
     fx->fake->put_mode = FK_HOLD;
     uint8_t u[SM_PROTO_UUID_SIZE];
-    mkuuid(fx, u);
-    size_t before = fx->nsent;
+    size_t before = new_request(fx, u);
     feed_register(fx, H1, u, CID1, TOK1);
     for (unsigned i = 0; i < MAX_PENDING; i++) {
         mkuuid(fx, u);

@@ -4,7 +4,7 @@
  *
  * 1. Pure helpers: Value encoding and decoding with the §2.2 quirks, RFC 3339
  *    times, document-id escaping, response classification by error.status.
- * 2. The store contract (the scenarios of test_store.c) against a small
+ * 2. The store contract (contract.h, shared with test_store.c) against a small
  *    Firestore written here: documents in memory, get, createDocument,
  *    delete with preconditions, runQuery (EQUAL/IN, select, __name__ order,
  *    limit, startAt) and :commit (atomic, preconditions, increment), plus
@@ -29,7 +29,7 @@
  * WRAP: sm_gcreds_open sm_gcreds_close sm_gcreds_check
  * WRAP: sm_gcreds_get sm_gcreds_invalidate sm_gcreds_describe
  */
-#include "harness.h"
+#include "contract.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -1184,21 +1184,11 @@ static void test_classify(void **state)
  * 2. The store contract (scenarios of test_store.c)
  * ====================================================================== */
 
-static void test_reg_put_get(void **state)
+/* The document as stored: strings, RFC 3339 timestamps, no field for NULL. */
+static void reg_put_get_docs(h_fixture_t *fx, const char *at)
 {
-    h_fixture_t *fx = *state;
-    sm_registration_t g = {
-        .client_id = "alice",
-        .session_id = "s-1",
-        .capabilities_json = "[\"audio\",\"video\"]",
-        .metadata_json = NULL,
-        .instance_id = "inst-a",
-        .connected_at_ms = 1700000000123,
-        .registered_at_ms = 1700000000456,
-    };
-    assert_int_equal(h_put_reg(fx, &g), 0);
-
-    /* The document as stored: strings, RFC 3339 timestamps, no field for NULL. */
+    (void)fx;
+    (void)at; /* "stored" */
     char doc[1024];
     assert_true(ffs_doc(PREFIX "registrations/alice", doc, sizeof doc));
     assert_string_equal(doc,
@@ -1213,23 +1203,12 @@ static void test_reg_put_get(void **state)
     snprintf(auth, sizeof auth, "%s", g_fs.last_auth);
     pthread_mutex_unlock(&g_fs.lock);
     assert_string_equal(auth, "Bearer tok-1");
+}
 
-    h_cap_t c;
-    assert_int_equal(h_get_reg(fx, "alice", &c), 0);
-    assert_true(c.has_reg);
-    assert_string_equal(c.reg.client_id, "alice");
-    assert_string_equal(c.reg.session_id, "s-1");
-    assert_string_equal(c.reg.capabilities_json, "[\"audio\",\"video\"]");
-    assert_null(c.reg.metadata_json);
-    assert_string_equal(c.reg.instance_id, "inst-a");
-    assert_int_equal(c.reg.connected_at_ms, 1700000000123);
-    assert_int_equal(c.reg.registered_at_ms, 1700000000456);
-    assert_false(c.has_room);
-    h_cap_clear(&c);
-
-    assert_int_equal(h_get_reg(fx, "bob", &c), SM_ENOTFOUND);
-    assert_false(c.has_reg);
-    h_cap_clear(&c);
+static void test_reg_put_get(void **state)
+{
+    h_fixture_t *fx = *state;
+    h_contract_reg_put_get(fx, reg_put_get_docs);
     assert_true(sm_store_healthy(fx->store));
     assert_string_equal(sm_store_backend_name(fx->store), "firestore");
 }
@@ -1270,48 +1249,19 @@ static void test_reg_odd_ids(void **state)
 
 static void test_reg_input_is_copied(void **state)
 {
-    h_fixture_t *fx = *state;
-    char client[] = "carol", session[] = "s-9";
-    sm_registration_t g = {.client_id = client, .session_id = session};
-    h_cap_t c;
-    memset(&c, 0, sizeof c);
-    assert_int_equal(sm_store_put_registration(fx->store, &g, &fx->q, h_cb, &c), 0);
-    c.issued = true;
-    memset(client, 'x', sizeof client - 1);
-    memset(session, 'y', sizeof session - 1);
-    h_wait(fx, &c.done);
-    assert_int_equal(c.status, 0);
-    assert_true(h_reg_exists(fx, "carol"));
-    assert_false(h_reg_exists(fx, "xxxxx"));
+    h_contract_reg_input_is_copied(*state);
 }
 
 static void test_reg_conflict(void **state)
 {
-    h_fixture_t *fx = *state;
-    assert_int_equal(h_put_reg3(fx, "alice", "s-1", "inst-a"), 0);
-    assert_int_equal(h_put_reg3(fx, "alice", "s-2", "inst-b"), SM_ECONFLICT);
-    assert_int_equal(h_put_reg3(fx, "alice", "s-1", "inst-a"), SM_ECONFLICT); /* even identical */
-    h_cap_t c;
-    assert_int_equal(h_get_reg(fx, "alice", &c), 0);
-    assert_string_equal(c.reg.session_id, "s-1");
-    assert_string_equal(c.reg.instance_id, "inst-a");
-    h_cap_clear(&c);
-    assert_true(sm_store_healthy(fx->store));
+    h_contract_reg_conflict(*state);
     /* A conflict is final: one createDocument each, never retried. */
     assert_int_equal(FFS_GET(n_create), 3);
 }
 
 static void test_reg_delete(void **state)
 {
-    h_fixture_t *fx = *state;
-    assert_int_equal(h_put_reg3(fx, "alice", "s-1", "inst-a"), 0);
-    assert_int_equal(h_del_reg(fx, "alice", "s-other"), SM_ENOTFOUND);
-    assert_true(h_reg_exists(fx, "alice"));
-    assert_int_equal(h_del_reg(fx, "nobody", "s-1"), SM_ENOTFOUND);
-    assert_int_equal(h_del_reg(fx, "alice", "s-1"), 0);
-    assert_false(h_reg_exists(fx, "alice"));
-    assert_int_equal(h_del_reg(fx, "alice", "s-1"), SM_ENOTFOUND);
-    assert_int_equal(h_put_reg3(fx, "alice", "s-2", "inst-a"), 0);
+    h_contract_reg_delete(*state);
 }
 
 static void test_reg_count(void **state)
@@ -1339,48 +1289,30 @@ static void test_reg_count(void **state)
     assert_int_equal(FFS_GET(n_query), 3);
 }
 
-static void test_room_put_get(void **state)
+static void room_put_get_docs(h_fixture_t *fx, const char *at)
 {
-    h_fixture_t *fx = *state;
-    assert_int_equal(h_put_room(fx, "room-1", "alice", "inst-a"), 0);
+    (void)fx;
+    (void)at; /* "stored" */
     char doc[1024];
     assert_true(ffs_doc(PREFIX "rooms/room-1", doc, sizeof doc));
     assert_non_null(strstr(doc, "\"max_participants\":{\"integerValue\":\"4\"}"));
     assert_non_null(
         strstr(doc, "\"created_at\":{\"timestampValue\":\"1970-01-01T00:00:03.000Z\"}"));
-    h_cap_t c;
-    assert_int_equal(h_get_room(fx, "room-1", &c), 0);
-    assert_true(c.has_room);
-    assert_string_equal(c.room.room_id, "room-1");
-    assert_string_equal(c.room.creator_id, "alice");
-    assert_string_equal(c.room.instance_id, "inst-a");
-    assert_string_equal(c.room.metadata_json, "{\"max_participants\":4}");
-    assert_int_equal(c.room.created_at_ms, 3000);
-    assert_int_equal(c.room.max_participants, 4);
-    assert_int_equal(c.n_members, 0);
-    h_cap_clear(&c);
-
-    assert_int_equal(h_put_room(fx, "room-1", "bob", "inst-b"), SM_ECONFLICT);
-    assert_int_equal(h_get_room(fx, "room-1", &c), 0);
-    assert_string_equal(c.room.creator_id, "alice");
-    h_cap_clear(&c);
-    assert_int_equal(h_get_room(fx, "room-2", &c), SM_ENOTFOUND);
-    assert_false(c.has_room);
-    h_cap_clear(&c);
 }
 
-static void test_room_members(void **state)
+static void test_room_put_get(void **state)
 {
-    h_fixture_t *fx = *state;
-    int64_t before = sm_clock_wall_ms();
-    assert_int_equal(h_add_member(fx, "room-1", "alice", "sender"), SM_ENOTFOUND);
-    assert_int_equal(ffs_count(), 0); /* the failed commit left nothing */
-    assert_int_equal(h_put_room(fx, "room-1", "alice", "inst-a"), 0);
-    assert_int_equal(h_add_member(fx, "room-1", "alice", "sender"), 0);
-    assert_int_equal(h_add_member(fx, "room-1", "zed", "receiver"), 0);
-    assert_int_equal(h_add_member(fx, "room-1", "bob", "receiver"), 0);
-    assert_int_equal(h_add_member(fx, "room-1", "alice", "receiver"), SM_ECONFLICT);
+    h_contract_room_put_get(*state, room_put_get_docs);
+}
 
+static void room_members_docs(h_fixture_t *fx, const char *at)
+{
+    (void)fx;
+    if (strcmp(at, "rejected") == 0) {
+        assert_int_equal(ffs_count(), 0); /* the failed commit left nothing */
+        return;
+    }
+    /* "added" */
     char doc[1024];
     assert_true(ffs_doc(PREFIX "room_members/room-1:zed", doc, sizeof doc));
     assert_non_null(strstr(doc, "\"room_id\":{\"stringValue\":\"room-1\"}"));
@@ -1389,110 +1321,42 @@ static void test_room_members(void **state)
     assert_non_null(strstr(doc, "\"joined_at\":{\"timestampValue\":"));
     assert_true(ffs_doc(PREFIX "rooms/room-1", doc, sizeof doc));
     assert_non_null(strstr(doc, "\"member_seq\":{\"integerValue\":\"3\"}"));
+}
 
-    h_cap_t c;
-    assert_int_equal(h_get_room(fx, "room-1", &c), 0);
-    assert_int_equal(c.n_members, 3);
-    assert_string_equal(c.members[0].client_id, "alice");
-    assert_string_equal(c.members[0].role, "sender");
-    assert_string_equal(c.members[1].client_id, "zed");
-    assert_string_equal(c.members[1].role, "receiver");
-    assert_string_equal(c.members[2].client_id, "bob");
-    for (size_t i = 0; i < c.n_members; i++) {
-        assert_string_equal(c.members[i].room_id, "room-1");
-        assert_true(c.members[i].joined_at_ms >= before);
-        assert_true(c.members[i].joined_at_ms <= sm_clock_wall_ms());
+static void test_room_members(void **state)
+{
+    h_contract_room_members(*state, room_members_docs);
+}
+
+static void room_delete_docs(h_fixture_t *fx, const char *at)
+{
+    (void)fx;
+    if (strcmp(at, "deleting") == 0) {
+        pthread_mutex_lock(&g_fs.lock);
+        g_fs.n_commit = 0;
+        pthread_mutex_unlock(&g_fs.lock);
+    } else if (strcmp(at, "deleted") == 0) {
+        assert_int_equal(FFS_GET(n_commit), 1); /* the room and its members in one commit */
+    } else {                                    /* "gone" */
+        assert_false(ffs_doc(PREFIX "room_members/room-1:alice", NULL, 0));
     }
-    h_cap_clear(&c);
-
-    assert_int_equal(h_remove_member(fx, "room-1", "zed"), 0);
-    assert_int_equal(h_remove_member(fx, "room-1", "zed"), SM_ENOTFOUND);
-    assert_int_equal(h_remove_member(fx, "room-x", "bob"), SM_ENOTFOUND);
-    assert_int_equal(h_add_member(fx, "room-1", "zed", "sender"), 0);
-    char list[128];
-    h_members(fx, "room-1", list, sizeof list);
-    assert_string_equal(list, "alice,bob,zed");
-
-    assert_int_equal(h_remove_member(fx, "room-1", "alice"), 0);
-    assert_int_equal(h_remove_member(fx, "room-1", "bob"), 0);
-    assert_int_equal(h_remove_member(fx, "room-1", "zed"), 0);
-    assert_int_equal(h_get_room(fx, "room-1", &c), 0);
-    assert_int_equal(c.n_members, 0);
-    h_cap_clear(&c);
 }
 
 static void test_room_delete(void **state)
 {
-    h_fixture_t *fx = *state;
-    assert_int_equal(h_put_room(fx, "room-1", "alice", "inst-a"), 0);
-    assert_int_equal(h_put_room(fx, "room-2", "bob", "inst-a"), 0);
-    assert_int_equal(h_add_member(fx, "room-1", "alice", "sender"), 0);
-    assert_int_equal(h_add_member(fx, "room-1", "bob", "receiver"), 0);
-    assert_int_equal(h_add_member(fx, "room-2", "bob", "sender"), 0);
-
-    pthread_mutex_lock(&g_fs.lock);
-    g_fs.n_commit = 0;
-    pthread_mutex_unlock(&g_fs.lock);
-    assert_int_equal(h_del_room(fx, "room-1"), 0);
-    assert_int_equal(FFS_GET(n_commit), 1); /* the room and its members in one commit */
-    h_cap_t c;
-    assert_int_equal(h_get_room(fx, "room-1", &c), SM_ENOTFOUND);
-    h_cap_clear(&c);
-    assert_int_equal(h_del_room(fx, "room-1"), SM_ENOTFOUND);
-    assert_int_equal(h_remove_member(fx, "room-1", "bob"), SM_ENOTFOUND);
-    assert_false(ffs_doc(PREFIX "room_members/room-1:alice", NULL, 0));
-
-    assert_int_equal(h_put_room(fx, "room-1", "carol", "inst-b"), 0);
-    assert_int_equal(h_get_room(fx, "room-1", &c), 0);
-    assert_int_equal(c.n_members, 0);
-    assert_string_equal(c.room.creator_id, "carol");
-    h_cap_clear(&c);
-    char list[64];
-    h_members(fx, "room-2", list, sizeof list);
-    assert_string_equal(list, "bob");
+    h_contract_room_delete(*state, room_delete_docs);
 }
 
-static void test_cleanup_instance(void **state)
+static void cleanup_instance_docs(h_fixture_t *fx, const char *at)
 {
-    h_fixture_t *fx = *state;
-    assert_int_equal(h_put_reg3(fx, "a1", "s", "inst-a"), 0);
-    assert_int_equal(h_put_reg3(fx, "a2", "s", "inst-a"), 0);
-    assert_int_equal(h_put_reg3(fx, "b1", "s", "inst-b"), 0);
-    assert_int_equal(h_put_reg3(fx, "n1", "s", NULL), 0);
-    assert_int_equal(h_put_room(fx, "room-a", "a1", "inst-a"), 0);
-    assert_int_equal(h_put_room(fx, "room-b", "b1", "inst-b"), 0);
-    assert_int_equal(h_add_member(fx, "room-a", "a1", "sender"), 0);
-    assert_int_equal(h_add_member(fx, "room-a", "b1", "receiver"), 0);
-    assert_int_equal(h_add_member(fx, "room-b", "b1", "sender"), 0);
-    assert_int_equal(h_add_member(fx, "room-b", "a2", "receiver"), 0);
-    assert_int_equal(h_add_member(fx, "room-b", "n1", "receiver"), 0);
-
+    if (strcmp(at, "cleaned") == 0) {
+        /* The test thread's own REST client is current again. */
+        assert_ptr_equal(sm_rest_client_current(), g_rest);
+        return;
+    }
+    /* "recreated": memberships record the instance given to cleanup_instance
+     * (this server's). */
     unsigned regs = 99, rooms = 99;
-    assert_int_equal(sm_store_cleanup_instance(fx->store, "inst-x", &regs, &rooms), 0);
-    assert_int_equal(regs, 0);
-    assert_int_equal(rooms, 0);
-    assert_int_equal(sm_store_cleanup_instance(fx->store, "inst-a", &regs, &rooms), 0);
-    assert_int_equal(regs, 2);
-    assert_int_equal(rooms, 1);
-    /* The test thread's own REST client is current again. */
-    assert_ptr_equal(sm_rest_client_current(), g_rest);
-
-    assert_false(h_reg_exists(fx, "a1"));
-    assert_false(h_reg_exists(fx, "a2"));
-    assert_true(h_reg_exists(fx, "b1"));
-    assert_true(h_reg_exists(fx, "n1"));
-    assert_int_equal(h_count(fx), 2);
-    h_cap_t c;
-    assert_int_equal(h_get_room(fx, "room-a", &c), SM_ENOTFOUND);
-    h_cap_clear(&c);
-    char list[64];
-    h_members(fx, "room-b", list, sizeof list);
-    assert_string_equal(list, "b1,n1");
-    assert_int_equal(h_put_room(fx, "room-a", "b1", "inst-b"), 0);
-    h_members(fx, "room-a", list, sizeof list);
-    assert_string_equal(list, "");
-
-    /* Memberships record the instance given to cleanup_instance (this server's). */
     assert_int_equal(sm_store_cleanup_instance(fx->store, "inst-me", NULL, NULL), 0);
     assert_int_equal(h_add_member(fx, "room-a", "b1", "sender"), 0);
     char doc[512];
@@ -1500,11 +1364,11 @@ static void test_cleanup_instance(void **state)
     assert_non_null(strstr(doc, "\"instance_id\":{\"stringValue\":\"inst-me\"}"));
     assert_int_equal(sm_store_cleanup_instance(fx->store, "inst-me", &regs, &rooms), 0);
     assert_false(ffs_doc(PREFIX "room_members/room-a:b1", NULL, 0));
+}
 
-    assert_int_equal(sm_store_cleanup_instance(fx->store, "inst-b", NULL, NULL), 0);
-    assert_int_equal(h_count(fx), 1);
-    assert_int_equal(sm_store_cleanup_instance(fx->store, "", &regs, &rooms), SM_EINVAL);
-    assert_int_equal(sm_store_cleanup_instance(fx->store, NULL, NULL, NULL), SM_EINVAL);
+static void test_cleanup_instance(void **state)
+{
+    h_contract_cleanup_instance(*state, cleanup_instance_docs);
 }
 
 /* More than one commit's worth of stale records: batches of at most 500. */
@@ -1592,78 +1456,23 @@ static void test_invalid_args(void **state)
 }
 
 /* Several threads, each with its own loop and REST client (as workers). */
-typedef struct {
-    h_fixture_t local;
-    int index;
-    int failures;
-} worker_arg_t;
-
-enum { WORKERS = 4, PER_WORKER = 12 };
-
-static void *worker_main(void *p)
+static void *thread_rest_start(h_fixture_t *local)
 {
-    worker_arg_t *w = p;
-    h_fixture_t *fx = &w->local;
-    sm_rest_client_t *rest = sm_rest_client_new(&fx->loop);
+    sm_rest_client_t *rest = sm_rest_client_new(&local->loop);
     sm_rest_client_set_current(rest);
-    char id[32], sess[32];
-    for (int i = 0; i < PER_WORKER; i++) {
-        snprintf(id, sizeof id, "w%d-%d", w->index, i);
-        snprintf(sess, sizeof sess, "s%d", i);
-        h_cap_t c;
-        memset(&c, 0, sizeof c);
-        sm_registration_t g = {.client_id = id, .session_id = sess, .instance_id = "mt"};
-        if (sm_store_put_registration(fx->store, &g, &fx->q, h_cb, &c) != 0)
-            w->failures++;
-        c.issued = true;
-        h_wait(fx, &c.done);
-        w->failures += c.status != 0 || c.was_inline;
-        memset(&c, 0, sizeof c);
-        if (sm_store_get_registration(fx->store, id, &fx->q, h_cb, &c) != 0)
-            w->failures++;
-        c.issued = true;
-        h_wait(fx, &c.done);
-        w->failures += c.status != 0 || !c.has_reg || strcmp(c.reg.session_id, sess) != 0;
-        h_cap_clear(&c);
-        if (i % 2) {
-            memset(&c, 0, sizeof c);
-            if (sm_store_delete_registration(fx->store, id, sess, &fx->q, h_cb, &c) != 0)
-                w->failures++;
-            c.issued = true;
-            h_wait(fx, &c.done);
-            w->failures += c.status != 0;
-        }
-    }
+    return rest;
+}
+
+static void thread_rest_stop(void *started)
+{
     sm_rest_client_set_current(NULL);
-    sm_rest_client_close(rest);
-    sm_taskq_close(&fx->q);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    return NULL;
+    sm_rest_client_close(started);
 }
 
 static void test_threads(void **state)
 {
-    h_fixture_t *fx = *state;
-    pthread_t t[WORKERS];
-    worker_arg_t *w = calloc(WORKERS, sizeof *w);
-    assert_non_null(w);
-    for (int i = 0; i < WORKERS; i++) {
-        w[i].index = i;
-        w[i].local.store = fx->store;
-        assert_int_equal(uv_loop_init(&w[i].local.loop), 0);
-        assert_int_equal(sm_taskq_init(&w[i].local.q, &w[i].local.loop), 0);
-    }
-    for (int i = 0; i < WORKERS; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
-    for (int i = 0; i < WORKERS; i++)
-        pthread_join(t[i], NULL);
-    for (int i = 0; i < WORKERS; i++) {
-        assert_int_equal(uv_loop_close(&w[i].local.loop), 0);
-        assert_int_equal(w[i].failures, 0);
-    }
-    free(w);
-    assert_int_equal(h_count(fx), WORKERS * (PER_WORKER - PER_WORKER / 2));
-    assert_true(sm_store_healthy(fx->store));
+    static const h_thread_hooks_t hooks = {thread_rest_start, thread_rest_stop};
+    h_contract_threads(*state, 12, &hooks);
 }
 
 /* ---- get_client (all three backends) ------------------------------------ */
