@@ -1924,6 +1924,8 @@ static void test_open_errors(void **state)
     fx->cfg.firestore_collection_prefix = PREFIX;
     fx->cfg.firestore_base_url = "ftp://x";
     expect_open_error(fx, "firestore.base_url");
+    fx->cfg.firestore_base_url = "http://x/\tv1"; /* a control character */
+    expect_open_error(fx, "firestore.base_url");
     fx->cfg.firestore_base_url = g_base_url;
     g_cred.open_rc = SM_ECONFIG;
     expect_open_error(fx, "firestore.credentials");
@@ -1934,6 +1936,8 @@ static void test_open_errors(void **state)
     assert_string_equal(g_cred.opened_key_file, "/keys/sa.json");
     g_cred.check_rc = 0;
     setenv("FIRESTORE_EMULATOR_HOST", "http://x/y", 1);
+    expect_open_error(fx, "FIRESTORE_EMULATOR_HOST");
+    setenv("FIRESTORE_EMULATOR_HOST", "localhost:8080?x", 1);
     expect_open_error(fx, "FIRESTORE_EMULATOR_HOST");
     unsetenv("FIRESTORE_EMULATOR_HOST");
     /* The test_store.c check for an unconfigured firestore still holds. */
