@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "core/cidr.h"
 #include "fuzz.h"
 #include "reactor/proxy_proto.h"
 
