@@ -24,6 +24,7 @@
 #include "config/config_table.h"
 #include "core/alloc.h"
 #include "core/assert.h"
+#include "core/cidr.h"
 #include "core/err.h"
 
 #define ENV_PREFIX "SIGNAL_MANAGER_"
@@ -744,8 +745,7 @@ static unsigned online_cpus(void)
     if (f) {
         char quota[32];
         long period = 0;
-        if (fscanf(f, "%31s %ld", quota, &period) == 2 && strcmp(quota, "max") != 0 &&
-            period > 0) {
+        if (fscanf(f, "%31s %ld", quota, &period) == 2 && strcmp(quota, "max") != 0 && period > 0) {
             long q = strtol(quota, NULL, 10);
             long lim = (q + period - 1) / period;
             if (lim >= 1 && lim < n)
@@ -764,8 +764,7 @@ int sm_config_finish(sm_config_t *c, char *err, size_t errlen)
     int rc;
 
     if (c->server_tls_enabled && c->server_tls_cert_path[0] == '\0') {
-        sm__conf_errf(err, errlen,
-                      "server.tls_cert_path: required when server.tls_enabled = true");
+        sm__conf_errf(err, errlen, "server.tls_cert_path: required when server.tls_enabled = true");
         return SM_ECONFIG;
     }
     if (c->server_tls_enabled && c->server_tls_key_path[0] == '\0') {
@@ -824,6 +823,15 @@ int sm_config_finish(sm_config_t *c, char *err, size_t errlen)
         sm__conf_errf(err, errlen, "events.path: must not be empty when events.backend = log");
         return SM_ECONFIG;
     }
+    /* Parsed here only to be checked (--check-config), the server parses it
+     * again for the list it keeps. */
+    sm_cidr_list_t *proxies = NULL;
+    char why[256];
+    if (sm_cidr_parse_list(c->server_trusted_proxies, &proxies, why, sizeof why) != 0) {
+        sm__conf_errf(err, errlen, "server.trusted_proxies: %s", why);
+        return SM_ECONFIG;
+    }
+    sm_cidr_list_free(proxies);
 
     c->io_threads = c->server_io_threads ? (unsigned)c->server_io_threads : online_cpus();
     c->workers = c->server_workers ? (unsigned)c->server_workers : online_cpus();

@@ -28,6 +28,7 @@
 #include "cloud/cloudflare.h"
 #include "core/alloc.h"
 #include "core/assert.h"
+#include "core/cidr.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/hmap.h"
@@ -40,7 +41,6 @@
 #include "rooms/room.h"
 #include "store/store.h"
 #include "tls/tls.h"
-#include "reactor/proxy_proto.h"
 
 #define DRAIN_POLL_MS 10
 /* Memory give-back (on_trim_tick): how often the open connections are
@@ -303,16 +303,18 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
             return SM_ECONFIG;
         }
         if (cfg->cloudflare_app_token[0] == '\0') {
-            snprintf(err, errlen, "cloudflare.app_token: required for webrtc.mode=cloudflare "
-                                  "(set SIGNAL_MANAGER_CLOUDFLARE_APP_TOKEN)");
+            snprintf(err, errlen,
+                     "cloudflare.app_token: required for webrtc.mode=cloudflare "
+                     "(set SIGNAL_MANAGER_CLOUDFLARE_APP_TOKEN)");
             return SM_ECONFIG;
         }
         /* DECISIONS §4: cloudflare_timeout per attempt, 3 attempts 1 s apart. */
         s->cf = sm_cf_new(cfg->cloudflare_base_url, cfg->cloudflare_app_id,
                           cfg->cloudflare_app_token, cfg->webrtc_cloudflare_timeout, 3, 1000);
         if (s->cf == NULL) {
-            snprintf(err, errlen, "cloudflare: app_id, app_token or base_url not usable "
-                                  "(the log line before names which)");
+            snprintf(err, errlen,
+                     "cloudflare: app_id, app_token or base_url not usable "
+                     "(the log line before names which)");
             return SM_ECONFIG;
         }
     }
@@ -325,9 +327,11 @@ int sm_server_start(const sm_config_t *cfg, sm_server_t **out, char *err, size_t
         sm_tls_ctx_swap(tls);
     }
     if (cfg->server_trusted_proxies[0] != '\0') {
+        /* sm_config_finish has checked it already; parsed again for the list kept. */
         char why[256];
-        if (sm_cidr_parse_list(cfg->server_trusted_proxies, &s->trusted_proxies, why,
-                               sizeof why) != 0) {
+        int prc =
+            sm_cidr_parse_list(cfg->server_trusted_proxies, &s->trusted_proxies, why, sizeof why);
+        if (prc != 0) {
             snprintf(err, errlen, "server.trusted_proxies: %s", why);
             return SM_ECONFIG;
         }

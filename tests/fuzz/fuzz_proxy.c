@@ -1,7 +1,7 @@
 /*
  * Fuzz target: the PROXY protocol header parser and the trusted_proxies CIDR
- * lists (src/reactor/proxy_proto.c).  The header is the first thing a
- * connection from a trusted load balancer sends; the parser runs on it
+ * lists (src/reactor/proxy_proto.c, src/core/cidr.c).  The header is the first
+ * thing a connection from a trusted load balancer sends; the parser runs on it
  * before anything else.
  *
  * Byte 0 picks what the rest is:
@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "core/cidr.h"
 #include "fuzz.h"
 #include "reactor/proxy_proto.h"
 

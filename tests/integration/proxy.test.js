@@ -15,6 +15,7 @@
  *   address is logged and used by limits.connect_rate; an untrusted peer's header
  *   is just bad HTTP (400); a malformed header from a trusted peer closes the
  *   connection; a trusted peer that sends nothing is closed by connection_timeout.
+ * - --check-config refuses a bad server.trusted_proxies, naming the key.
  *
  * Without haproxy installed the HAProxy tests are skipped with a message
  * (scripts/deps.sh test installs it).
@@ -22,7 +23,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer, TEST_TIMEOUT } = require('./lib/harness');
+const { startServer, runServer, TEST_TIMEOUT } = require('./lib/harness');
 const { T, P, until, describe: desc } = require('./lib/client');
 const { keysEnv, cid, tok } = require('./lib/rooms');
 const { startHaproxy, haproxyPath } = require('./lib/haproxy');
@@ -310,4 +311,16 @@ test('limits.connect_rate counts the PROXY source address, not the proxy', opts,
     const other = await from('198.51.100.2');
     assert.equal(other.status, 101, `another client behind the same proxy: HTTP ${other.status}`);
     for (const r of [...flood, other]) r.conn.destroy();
+});
+
+test('--check-config refuses a bad server.trusted_proxies, naming the key and the item', opts, async (t) => {
+    const bad = await runServer({ args: ['--check-config'], env: proxyEnv('v2', { SIGNAL_MANAGER_SERVER_TRUSTED_PROXIES: 'garbage' }) });
+    const out = bad.stderr + bad.stdout;
+    assert.equal(bad.listening, false, '--check-config must not start the server');
+    assert.ok(bad.code !== null && bad.code !== 0, `exit ${bad.code} (signal ${bad.signal})\n${out}`);
+    assert.match(out, /server\.trusted_proxies: item 1 "garbage": not an IPv4 or IPv6 address/, out);
+
+    const good = await runServer({ args: ['--check-config'], env: proxyEnv('v2', { SIGNAL_MANAGER_SERVER_TRUSTED_PROXIES: '10.0.0.0/8, ::1' }) });
+    assert.equal(good.listening, false, '--check-config must not start the server');
+    assert.equal(good.code, 0, `a good list: exit ${good.code}\n${good.stderr}${good.stdout}`);
 });

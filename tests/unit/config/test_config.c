@@ -726,7 +726,8 @@ static void test_file_list_lines(void **state)
     /* a bad item leaves the list as it was */
     write_file("v.ini", "[auth]\nauth_method[] = token\nauth_method[] = magic\n");
     assert_int_equal(sm_config_load_file(c, "v.ini", err, ERRLEN), SM_ECONFIG);
-    assert_string_equal(err, "v.ini:3: auth.auth_method: \"magic\" is not one of token, jwt, store");
+    assert_string_equal(err,
+                        "v.ini:3: auth.auth_method: \"magic\" is not one of token, jwt, store");
     sm_config_free(c);
 }
 
@@ -1057,6 +1058,20 @@ static void test_finish(void **state)
                   NULL);
     expect_finish((const char *const[]){"SIGNAL_MANAGER_EVENTS_PATH=", NULL},
                   "events.path: must not be empty when events.backend = log");
+
+    /* trusted_proxies is parsed by the checks, so --check-config refuses a bad list. */
+    expect_finish((const char *const[]){"SIGNAL_MANAGER_SERVER_TRUSTED_PROXIES=garbage", NULL},
+                  "server.trusted_proxies: item 1 \"garbage\": not an IPv4 or IPv6 address");
+    expect_finish(
+        (const char *const[]){"SIGNAL_MANAGER_SERVER_TRUSTED_PROXIES=10.0.0.0/8, ::1/129", NULL},
+        "server.trusted_proxies: item 2 \"::1/129\": IPv6 prefix length must be 0..128");
+    expect_finish(
+        (const char *const[]){"SIGNAL_MANAGER_SERVER_TRUSTED_PROXIES=10.0.0.0/8,,::1", NULL},
+        "server.trusted_proxies: item 2 \"\": empty item");
+    expect_finish((const char *const[]){"SIGNAL_MANAGER_SERVER_TRUSTED_PROXIES=10.0.0.0/8, ::1",
+                                        "SIGNAL_MANAGER_SERVER_PROXY_PROTOCOL=v2", NULL},
+                  NULL);
+    expect_finish((const char *const[]){"SIGNAL_MANAGER_SERVER_TRUSTED_PROXIES=  ", NULL}, NULL);
 }
 
 static void test_derived(void **state)
