@@ -91,7 +91,7 @@ typedef struct sm_bench_client_s {
     char *token;             /* owned (JWT) or NULL (token auth: a static string) */
     uint64_t t0;             /* ns: start of the current set-up or handshake */
     sm_ws_tpl_t connect_tpl; /* CONNECT, encoded at the first connect (owned) */
-    /* Scenario data: templates (owned, freed by the runner) and a cursor. */
+    /* Scenario data: templates (owned, freed by the runner). */
     sm_ws_tpl_t *tpl;
     uint32_t ntpl;
     uint32_t peer; /* route: partner; fanout: room */
@@ -106,7 +106,8 @@ typedef struct sm_bench_scenario_s {
     bool rooms;          /* clients join rooms of opts.room_size during set-up */
     bool no_setup;       /* churn: no set-up phase; clients are slots */
     bool idle;           /* idle: no traffic; RSS and set-up rate are the figures */
-    /* Fill defaults for options the user left unset (value < 0 / 0). */
+    /* Fill defaults for options the user left unset (value < 0 / 0); -P, -k
+     * and the set-up timeout get common defaults in main.c afterwards. */
     void (*defaults)(sm_bench_opts_t *o);
     /* Check options, build templates; 0 or -1 with a message printed. */
     int (*prepare)(sm_bench_t *b);

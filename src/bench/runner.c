@@ -337,7 +337,6 @@ static void start_rooms(sm_bench_t *b);
 static void setup_done(sm_bench_t *b)
 {
     uv_timer_stop(&b->phase_timer);
-    b->res.clients_ready = b->ready;
     if (b->ready == 0) {
         fatal(b, "no client completed its set-up (is the server running? jwt secret right?)");
         return;

@@ -53,8 +53,6 @@ static void rtt_defaults(sm_bench_opts_t *o)
 {
     if (o->conns <= 0)
         o->conns = 100;
-    if (o->inflight <= 0)
-        o->inflight = 1;
 }
 
 static int rtt_prepare(sm_bench_t *b)
@@ -231,8 +229,6 @@ static void route_defaults(sm_bench_opts_t *o)
         o->conns = 200;
     if (o->conns % 2)
         o->conns++;
-    if (o->inflight <= 0)
-        o->inflight = 1;
 }
 
 /* Template of a SIGNAL from cl to target, with room for a timestamp (and,
@@ -450,8 +446,6 @@ static void fanout_defaults(sm_bench_opts_t *o)
     if (o->conns < o->room_size)
         o->conns = o->room_size;
     o->conns -= o->conns % o->room_size;
-    if (o->inflight <= 0)
-        o->inflight = 1;
 }
 
 static int fanout_prepare(sm_bench_t *b)
@@ -552,6 +546,15 @@ static void free_priv(sm_bench_t *b)
 
 /* ---------------------------------------------------------------- table */
 
+/* route, closed loop (tick NULL) or paced by --rate (route_tick). */
+#define ROUTE_SCENARIO(tick_fn)                                                                    \
+    {                                                                                              \
+        .name = "route", .unit = "msgs/s", .op_name = "SIGNAL", .registers = true,                 \
+        .defaults = route_defaults, .prepare = route_prepare, .start = route_start,                \
+        .on_frame = route_on_frame, .on_error = route_on_error, .tick = (tick_fn),                 \
+        .cleanup = free_priv,                                                                      \
+    }
+
 static const sm_bench_scenario_t scenarios[] = {
     {
         .name = "rtt",
@@ -586,18 +589,7 @@ static const sm_bench_scenario_t scenarios[] = {
         .idle = true,
         .defaults = idle_defaults,
     },
-    {
-        .name = "route",
-        .unit = "msgs/s",
-        .op_name = "SIGNAL",
-        .registers = true,
-        .defaults = route_defaults,
-        .prepare = route_prepare,
-        .start = route_start,
-        .on_frame = route_on_frame,
-        .on_error = route_on_error,
-        .cleanup = free_priv,
-    },
+    ROUTE_SCENARIO(NULL),
     {
         .name = "fanout",
         .unit = "msgs/s",
@@ -614,19 +606,7 @@ static const sm_bench_scenario_t scenarios[] = {
 };
 
 /* route with an offered rate: the same scenario plus a tick. */
-static const sm_bench_scenario_t route_rate = {
-    .name = "route",
-    .unit = "msgs/s",
-    .op_name = "SIGNAL",
-    .registers = true,
-    .defaults = route_defaults,
-    .prepare = route_prepare,
-    .start = route_start,
-    .on_frame = route_on_frame,
-    .on_error = route_on_error,
-    .tick = route_tick,
-    .cleanup = free_priv,
-};
+static const sm_bench_scenario_t route_rate = ROUTE_SCENARIO(route_tick);
 
 const sm_bench_scenario_t *sm_bench_scenario_find(const char *name)
 {
