@@ -241,9 +241,11 @@ void sm_bench_client_connect(sm_bench_t *b, sm_bench_client_t *cl);
 void sm_bench_tpl_frame(sm_bench_t *b, sm_ws_tpl_t *t, uint8_t type, uint8_t payload_type,
                         const void *payload, size_t len);
 
-/* Write 16 lowercase hex digits of v to out (no NUL). */
-void sm_bench_hex64(char *out, uint64_t v);
-/* Parse 16 hex digits; returns false on a non-hex character. */
-bool sm_bench_unhex64(const char *in, uint64_t *v);
+/* Write the low `digits` (1..16) hex digits of v to out, lowercase, most
+ * significant first (no NUL). */
+void sm_bench_hex(char *out, uint64_t v, int digits);
+/* Parse `digits` (1..16) lowercase hex digits; returns false on any other
+ * character (*v untouched). */
+bool sm_bench_unhex(const char *in, int digits, uint64_t *v);
 
 #endif

@@ -6,7 +6,6 @@
 #include "bench/report.h"
 
 #include <inttypes.h>
-#include <string.h>
 
 static double us(uint64_t ns)
 {
@@ -56,10 +55,10 @@ void sm_bench_report_human(FILE *out, const sm_bench_t *b)
     const sm_bench_result_t *r = &b->res;
     const sm_hist_t *h = &b->hist;
     fprintf(out, "== %s  %s:%d  %d %s", b->sc->name, o->host, o->port, o->conns,
-            strcmp(b->sc->name, "churn") == 0 ? "handshakes in flight" : "clients");
-    if (!b->sc->idle && strcmp(b->sc->name, "churn") != 0)
+            b->sc->no_setup ? "handshakes in flight" : "clients");
+    if (!b->sc->idle && !b->sc->no_setup)
         fprintf(out, ", %d in flight", o->inflight);
-    if (strcmp(b->sc->name, "fanout") == 0)
+    if (b->sc->rooms)
         fprintf(out, ", rooms of %d", o->room_size);
     if (o->rate > 0)
         fprintf(out, ", offered %.0f/s (every %d us)", o->rate, o->tick_us);
@@ -73,7 +72,7 @@ void sm_bench_report_human(FILE *out, const sm_bench_t *b)
         fprintf(out, "  throughput          %.0f %s  (%" PRIu64 " %ss in %.2f s, warm-up %.1f s)\n",
                 r->throughput, b->sc->unit, r->ops, b->sc->op_name, r->seconds, o->warmup);
     }
-    if (strcmp(b->sc->name, "fanout") == 0 && r->seconds > 0)
+    if (b->sc->rooms && r->seconds > 0)
         fprintf(out, "  rounds              %.0f rounds/s\n", (double)r->extra_ops / r->seconds);
     fprintf(out,
             "  latency (us)        p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (%" PRIu64
@@ -121,7 +120,7 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
             o->port, o->conns, o->inflight, o->duration, o->warmup, o->concurrency,
             o->jwt_secret ? "jwt" : "token", o->binary ? "binary" : "json",
             o->src_addrs > 1 ? o->src_addrs : 1);
-    if (strcmp(b->sc->name, "fanout") == 0)
+    if (b->sc->rooms)
         fprintf(out, ",\"room_size\":%d", o->room_size);
     if (o->rate > 0)
         fprintf(out, ",\"rate\":%.0f,\"tick_us\":%d", o->rate, o->tick_us);
@@ -134,7 +133,7 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
             "\"samples\":%" PRIu64,
             us(sm_hist_quantile(h, 0.5)), us(sm_hist_quantile(h, 0.99)),
             us(sm_hist_quantile(h, 0.999)), us(h->max), h->count);
-    if (strcmp(b->sc->name, "fanout") == 0)
+    if (b->sc->rooms)
         fprintf(out, ",\"rounds\":%" PRIu64, r->extra_ops);
     fprintf(out, ",\"errors\":%" PRIu64 ",\"error_detail\":{", r->errors);
     for (unsigned i = 0; i < r->nerrkinds; i++) {

@@ -48,19 +48,19 @@ uint64_t sm_bench_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void sm_bench_hex64(char *out, uint64_t v)
+void sm_bench_hex(char *out, uint64_t v, int digits)
 {
     static const char hex[] = "0123456789abcdef";
-    for (int i = 15; i >= 0; i--) {
+    for (int i = digits - 1; i >= 0; i--) {
         out[i] = hex[v & 0xf];
         v >>= 4;
     }
 }
 
-bool sm_bench_unhex64(const char *in, uint64_t *v)
+bool sm_bench_unhex(const char *in, int digits, uint64_t *v)
 {
     uint64_t r = 0;
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < digits; i++) {
         char ch = in[i];
         unsigned d;
         if (ch >= '0' && ch <= '9')

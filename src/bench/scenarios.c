@@ -279,12 +279,9 @@ static void signal_send(sm_bench_t *b, sm_bench_client_t *from, const sm_ws_tpl_
         sm_ws_tpl_patch(p, t, b->mask, off, v, with_slot ? 10 : 8);
     } else {
         char v[20];
-        sm_bench_hex64(v, now);
-        if (with_slot) {
-            static const char hex[] = "0123456789abcdef";
-            for (int i = 0; i < 4; i++)
-                v[16 + i] = hex[(slot >> (12 - 4 * i)) & 0xf];
-        }
+        sm_bench_hex(v, now, 16);
+        if (with_slot)
+            sm_bench_hex(v + 16, slot, 4);
         sm_ws_tpl_patch(p, t, b->mask, off, v, with_slot ? 20 : 16);
     }
 }
@@ -311,14 +308,11 @@ static bool signal_parse(const sm_frame_t *f, bool binary, bool with_slot, uint6
         memcmp(f->payload, data_head, DATA_OFF) != 0)
         return false;
     const char *d = (const char *)f->payload + DATA_OFF;
-    if (!sm_bench_unhex64(d, ts))
+    if (!sm_bench_unhex(d, 16, ts))
         return false;
     if (with_slot) {
-        uint64_t s = 0;
-        char tmp[16];
-        memset(tmp, '0', 12);
-        memcpy(tmp + 12, d + 16, 4);
-        if (!sm_bench_unhex64(tmp, &s))
+        uint64_t s;
+        if (!sm_bench_unhex(d + 16, 4, &s))
             return false;
         *slot = (uint16_t)s;
     }
