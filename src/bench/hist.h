@@ -8,7 +8,7 @@
  * of its value wide.  Quantiles report the middle of the bucket, so the
  * error is at most 0.8 % of the value.
  *
- * Ownership: the caller embeds sm_hist_t (about 20 KiB) wherever it likes;
+ * Ownership: the caller embeds sm_hist_t (about 30 KiB) wherever it likes;
  * nothing here allocates.  Not thread-safe: one writer, and readers after
  * the writer is done (signal-bench is single-threaded).
  */

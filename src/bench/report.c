@@ -34,11 +34,17 @@ static double per_op(double cpu_us, uint64_t ops)
     return ops ? cpu_us / (double)ops : 0;
 }
 
+/* CPU time over the measured window as a number of busy cores. */
+static double cores(const sm_bench_result_t *r, double cpu_us)
+{
+    return r->seconds > 0 ? cpu_us / 1e6 / r->seconds : 0;
+}
+
 /* Cores busy with neither the server nor signal-bench during the window. */
 static double other_cores(const sm_bench_result_t *r)
 {
     double other = r->sys_busy_us - r->client_cpu_us - (r->have_server_cpu ? r->server_cpu_us : 0);
-    return other > 0 && r->seconds > 0 ? other / 1e6 / r->seconds : 0;
+    return other > 0 ? cores(r, other) : 0;
 }
 
 static double rss_per_conn(const sm_bench_t *b)
@@ -81,15 +87,13 @@ void sm_bench_report_human(FILE *out, const sm_bench_t *b)
             us(sm_hist_quantile(h, 0.999)), us(h->max), h->count);
     if (r->have_server_cpu)
         fprintf(out, "  server CPU          %.2f us per %s  (%.2f cores)\n",
-                per_op(r->server_cpu_us, r->ops), b->sc->op_name,
-                r->seconds > 0 ? r->server_cpu_us / 1e6 / r->seconds : 0);
+                per_op(r->server_cpu_us, r->ops), b->sc->op_name, cores(r, r->server_cpu_us));
     fprintf(out, "  signal-bench CPU    %.2f us per %s  (%.2f cores)\n",
-            per_op(r->client_cpu_us, r->ops), b->sc->op_name,
-            r->seconds > 0 ? r->client_cpu_us / 1e6 / r->seconds : 0);
+            per_op(r->client_cpu_us, r->ops), b->sc->op_name, cores(r, r->client_cpu_us));
     if (r->have_sys_busy && r->seconds > 0)
         fprintf(out,
                 "  machine busy        %.2f cores, of which %.2f neither server nor signal-bench\n",
-                r->sys_busy_us / 1e6 / r->seconds, other_cores(r));
+                cores(r, r->sys_busy_us), other_cores(r));
     if (b->sc->idle && r->have_rss)
         fprintf(out,
                 "  server RSS          %" PRIu64 " KiB -> %" PRIu64
@@ -147,14 +151,12 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
         fprintf(out,
                 ",\"server_cpu_us\":%.0f,\"server_cpu_us_per_op\":%.3f,"
                 "\"server_cpu_cores\":%.3f",
-                r->server_cpu_us, per_op(r->server_cpu_us, r->ops),
-                r->seconds > 0 ? r->server_cpu_us / 1e6 / r->seconds : 0);
+                r->server_cpu_us, per_op(r->server_cpu_us, r->ops), cores(r, r->server_cpu_us));
     fprintf(out, ",\"client_cpu_us_per_op\":%.3f,\"client_cpu_cores\":%.3f",
-            per_op(r->client_cpu_us, r->ops),
-            r->seconds > 0 ? r->client_cpu_us / 1e6 / r->seconds : 0);
+            per_op(r->client_cpu_us, r->ops), cores(r, r->client_cpu_us));
     if (r->have_sys_busy && r->seconds > 0)
         fprintf(out, ",\"machine_busy_cores\":%.3f,\"other_busy_cores\":%.3f",
-                r->sys_busy_us / 1e6 / r->seconds, other_cores(r));
+                cores(r, r->sys_busy_us), other_cores(r));
     if (b->sc->idle && r->have_rss)
         fprintf(out,
                 ",\"rss_before_kib\":%" PRIu64 ",\"rss_after_kib\":%" PRIu64
