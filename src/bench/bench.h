@@ -186,7 +186,7 @@ struct sm_bench_s {
     uint64_t t_setup0, t_setup1, t_meas0, t_meas1; /* ns */
     uint64_t ops;                                  /* reset when MEASURE starts */
     uint64_t ops2; /* second counter (fanout rounds); reset likewise */
-    sm_hist_t hist;
+    sm_bench_hist_t hist;
 
     uint64_t srv_cpu0, self_cpu0, sys_busy0;
     bool srv_cpu_ok, sys_busy_ok;
@@ -226,7 +226,7 @@ static inline bool sm_bench_running(const sm_bench_t *b)
 static inline void sm_bench_record(sm_bench_t *b, uint64_t lat_ns)
 {
     b->ops++;
-    sm_hist_add(&b->hist, lat_ns);
+    sm_bench_hist_add(&b->hist, lat_ns);
 }
 
 /* Count an error of kind `name` (printed in the report).  The first few of

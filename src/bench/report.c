@@ -59,7 +59,7 @@ void sm_bench_report_human(FILE *out, const sm_bench_t *b)
 {
     const sm_bench_opts_t *o = b->o;
     const sm_bench_result_t *r = &b->res;
-    const sm_hist_t *h = &b->hist;
+    const sm_bench_hist_t *h = &b->hist;
     fprintf(out, "== %s  %s:%d  %d %s", b->sc->name, o->host, o->port, o->conns,
             b->sc->no_setup ? "handshakes in flight" : "clients");
     if (!b->sc->idle && !b->sc->no_setup)
@@ -83,8 +83,8 @@ void sm_bench_report_human(FILE *out, const sm_bench_t *b)
     fprintf(out,
             "  latency (us)        p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (%" PRIu64
             " samples)\n",
-            us(sm_hist_quantile(h, 0.5)), us(sm_hist_quantile(h, 0.99)),
-            us(sm_hist_quantile(h, 0.999)), us(h->max), h->count);
+            us(sm_bench_hist_quantile(h, 0.5)), us(sm_bench_hist_quantile(h, 0.99)),
+            us(sm_bench_hist_quantile(h, 0.999)), us(h->max), h->count);
     if (r->have_server_cpu)
         fprintf(out, "  server CPU          %.2f us per %s  (%.2f cores)\n",
                 per_op(r->server_cpu_us, r->ops), b->sc->op_name, cores(r, r->server_cpu_us));
@@ -109,7 +109,7 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
 {
     const sm_bench_opts_t *o = b->o;
     const sm_bench_result_t *r = &b->res;
-    const sm_hist_t *h = &b->hist;
+    const sm_bench_hist_t *h = &b->hist;
     fprintf(out, "{\"scenario\":\"%s\"", b->sc->name);
     if (o->label) {
         fputs(",\"label\":", out);
@@ -135,8 +135,8 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
     fprintf(out,
             ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
             "\"samples\":%" PRIu64,
-            us(sm_hist_quantile(h, 0.5)), us(sm_hist_quantile(h, 0.99)),
-            us(sm_hist_quantile(h, 0.999)), us(h->max), h->count);
+            us(sm_bench_hist_quantile(h, 0.5)), us(sm_bench_hist_quantile(h, 0.99)),
+            us(sm_bench_hist_quantile(h, 0.999)), us(h->max), h->count);
     if (b->sc->rooms)
         fprintf(out, ",\"rounds\":%" PRIu64, r->extra_ops);
     fprintf(out, ",\"errors\":%" PRIu64 ",\"error_detail\":{", r->errors);

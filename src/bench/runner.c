@@ -247,7 +247,7 @@ static void begin_measure(sm_bench_t *b)
     b->phase = SM_BENCH_MEASURE;
     b->ops = 0;
     b->ops2 = 0;
-    sm_hist_reset(&b->hist);
+    sm_bench_hist_reset(&b->hist);
     snapshot_start(b);
     b->t_meas0 = sm_bench_now_ns();
     uv_timer_start(&b->phase_timer, phase_cb, (uint64_t)(b->o->duration * 1000), 0);
@@ -371,7 +371,7 @@ static void client_ready(sm_bench_t *b, sm_bench_client_t *cl)
     b->ready++;
     b->in_setup--;
     if (b->sc->idle)
-        sm_hist_add(&b->hist, sm_bench_now_ns() - cl->t0);
+        sm_bench_hist_add(&b->hist, sm_bench_now_ns() - cl->t0);
     setup_progress(b);
 }
 
