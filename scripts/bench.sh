@@ -114,8 +114,7 @@ free_port() {
 }
 
 wait_port() { # port pid
-    local i
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         kill -0 "$2" 2>/dev/null || return 1
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
             return 0
@@ -128,8 +127,7 @@ wait_port() { # port pid
 stop_server() {
     [ -n "$server_pid" ] || return 0
     kill -TERM "$server_pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
     done

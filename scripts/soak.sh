@@ -138,13 +138,16 @@ now_ms() {
     read -r up _ </proc/uptime
     NOW=$((${up%.*} * 1000 + 10#${up#*.} * 10))
 }
+ms_secs() { # ms -> seconds with three decimals, for sleep and -d
+    printf '%d.%03d' "$(($1 / 1000))" "$(($1 % 1000))"
+}
 # Pacing between runs and samples (not a wait for a condition).  Backgrounded
 # so that a signal is handled at once.
 sleep_until() { # target_ms
     now_ms
     local d=$(($1 - NOW))
     ((d > 0)) || return 0
-    sleep "$((d / 1000)).$(printf '%03d' $((d % 1000)))" &
+    sleep "$(ms_secs "$d")" &
     sleep_pid=$!
     wait "$sleep_pid" || true
     sleep_pid=""
@@ -340,8 +343,9 @@ stream() {
     local name=$1 off=$2 run_ms=$3 mode=$4
     shift 4
     local k=0 start rc child="" secs limit
-    trap '[ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true; exit 143' TERM INT
-    secs="$((run_ms / 1000)).$(printf '%03d' $((run_ms % 1000)))"
+    trap '[ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true
+        [ -z "$sleep_pid" ] || kill "$sleep_pid" 2>/dev/null || true; exit 143' TERM INT
+    secs=$(ms_secs "$run_ms")
     while :; do
         start=$((t0 + k * cycle_ms + off))
         now_ms
@@ -351,13 +355,7 @@ stream() {
             continue
         fi
         ((start + run_ms <= deadline)) || break
-        # pacing: wait for this run's slot
-        if ((start > NOW)); then
-            sleep "$(((start - NOW) / 1000)).$(printf '%03d' $(((start - NOW) % 1000)))" &
-            child=$!
-            wait "$child" || true
-            child=""
-        fi
+        sleep_until "$start" # pacing: wait for this run's slot
         rc=0
         if [ "$mode" = abrupt ]; then
             timeout -k 5 -s TERM "$secs" "$SM_BENCH_BIN" -q --port "$port" --warmup 0 -d 3600 \

@@ -91,7 +91,7 @@ typedef struct sm_bench_client_s {
     char *token;             /* owned (JWT) or NULL (token auth: a static string) */
     uint64_t t0;             /* ns: start of the current set-up or handshake */
     sm_ws_tpl_t connect_tpl; /* CONNECT, encoded at the first connect (owned) */
-    /* Scenario data: templates (owned, freed by the runner) and a cursor. */
+    /* Scenario data: templates (owned, freed by the runner). */
     sm_ws_tpl_t *tpl;
     uint32_t ntpl;
     uint32_t peer; /* route: partner; fanout: room */
@@ -106,7 +106,8 @@ typedef struct sm_bench_scenario_s {
     bool rooms;          /* clients join rooms of opts.room_size during set-up */
     bool no_setup;       /* churn: no set-up phase; clients are slots */
     bool idle;           /* idle: no traffic; RSS and set-up rate are the figures */
-    /* Fill defaults for options the user left unset (value < 0 / 0). */
+    /* Fill defaults for options the user left unset (value < 0 / 0); -P, -k
+     * and the set-up timeout get common defaults in main.c afterwards. */
     void (*defaults)(sm_bench_opts_t *o);
     /* Check options, build templates; 0 or -1 with a message printed. */
     int (*prepare)(sm_bench_t *b);
@@ -185,7 +186,7 @@ struct sm_bench_s {
     uint64_t t_setup0, t_setup1, t_meas0, t_meas1; /* ns */
     uint64_t ops;                                  /* reset when MEASURE starts */
     uint64_t ops2; /* second counter (fanout rounds); reset likewise */
-    sm_hist_t hist;
+    sm_bench_hist_t hist;
 
     uint64_t srv_cpu0, self_cpu0, sys_busy0;
     bool srv_cpu_ok, sys_busy_ok;
@@ -225,7 +226,7 @@ static inline bool sm_bench_running(const sm_bench_t *b)
 static inline void sm_bench_record(sm_bench_t *b, uint64_t lat_ns)
 {
     b->ops++;
-    sm_hist_add(&b->hist, lat_ns);
+    sm_bench_hist_add(&b->hist, lat_ns);
 }
 
 /* Count an error of kind `name` (printed in the report).  The first few of
@@ -240,9 +241,11 @@ void sm_bench_client_connect(sm_bench_t *b, sm_bench_client_t *cl);
 void sm_bench_tpl_frame(sm_bench_t *b, sm_ws_tpl_t *t, uint8_t type, uint8_t payload_type,
                         const void *payload, size_t len);
 
-/* Write 16 lowercase hex digits of v to out (no NUL). */
-void sm_bench_hex64(char *out, uint64_t v);
-/* Parse 16 hex digits; returns false on a non-hex character. */
-bool sm_bench_unhex64(const char *in, uint64_t *v);
+/* Write the low `digits` (1..16) hex digits of v to out, lowercase, most
+ * significant first (no NUL). */
+void sm_bench_hex(char *out, uint64_t v, int digits);
+/* Parse `digits` (1..16) lowercase hex digits; returns false on any other
+ * character (*v untouched). */
+bool sm_bench_unhex(const char *in, int digits, uint64_t *v);
 
 #endif

@@ -6,7 +6,6 @@
 #include "bench/report.h"
 
 #include <inttypes.h>
-#include <string.h>
 
 static double us(uint64_t ns)
 {
@@ -35,11 +34,17 @@ static double per_op(double cpu_us, uint64_t ops)
     return ops ? cpu_us / (double)ops : 0;
 }
 
+/* CPU time over the measured window as a number of busy cores. */
+static double cores(const sm_bench_result_t *r, double cpu_us)
+{
+    return r->seconds > 0 ? cpu_us / 1e6 / r->seconds : 0;
+}
+
 /* Cores busy with neither the server nor signal-bench during the window. */
 static double other_cores(const sm_bench_result_t *r)
 {
     double other = r->sys_busy_us - r->client_cpu_us - (r->have_server_cpu ? r->server_cpu_us : 0);
-    return other > 0 && r->seconds > 0 ? other / 1e6 / r->seconds : 0;
+    return other > 0 ? cores(r, other) : 0;
 }
 
 static double rss_per_conn(const sm_bench_t *b)
@@ -54,12 +59,12 @@ void sm_bench_report_human(FILE *out, const sm_bench_t *b)
 {
     const sm_bench_opts_t *o = b->o;
     const sm_bench_result_t *r = &b->res;
-    const sm_hist_t *h = &b->hist;
+    const sm_bench_hist_t *h = &b->hist;
     fprintf(out, "== %s  %s:%d  %d %s", b->sc->name, o->host, o->port, o->conns,
-            strcmp(b->sc->name, "churn") == 0 ? "handshakes in flight" : "clients");
-    if (!b->sc->idle && strcmp(b->sc->name, "churn") != 0)
+            b->sc->no_setup ? "handshakes in flight" : "clients");
+    if (!b->sc->idle && !b->sc->no_setup)
         fprintf(out, ", %d in flight", o->inflight);
-    if (strcmp(b->sc->name, "fanout") == 0)
+    if (b->sc->rooms)
         fprintf(out, ", rooms of %d", o->room_size);
     if (o->rate > 0)
         fprintf(out, ", offered %.0f/s (every %d us)", o->rate, o->tick_us);
@@ -73,24 +78,22 @@ void sm_bench_report_human(FILE *out, const sm_bench_t *b)
         fprintf(out, "  throughput          %.0f %s  (%" PRIu64 " %ss in %.2f s, warm-up %.1f s)\n",
                 r->throughput, b->sc->unit, r->ops, b->sc->op_name, r->seconds, o->warmup);
     }
-    if (strcmp(b->sc->name, "fanout") == 0 && r->seconds > 0)
+    if (b->sc->rooms && r->seconds > 0)
         fprintf(out, "  rounds              %.0f rounds/s\n", (double)r->extra_ops / r->seconds);
     fprintf(out,
             "  latency (us)        p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (%" PRIu64
             " samples)\n",
-            us(sm_hist_quantile(h, 0.5)), us(sm_hist_quantile(h, 0.99)),
-            us(sm_hist_quantile(h, 0.999)), us(h->max), h->count);
+            us(sm_bench_hist_quantile(h, 0.5)), us(sm_bench_hist_quantile(h, 0.99)),
+            us(sm_bench_hist_quantile(h, 0.999)), us(h->max), h->count);
     if (r->have_server_cpu)
         fprintf(out, "  server CPU          %.2f us per %s  (%.2f cores)\n",
-                per_op(r->server_cpu_us, r->ops), b->sc->op_name,
-                r->seconds > 0 ? r->server_cpu_us / 1e6 / r->seconds : 0);
+                per_op(r->server_cpu_us, r->ops), b->sc->op_name, cores(r, r->server_cpu_us));
     fprintf(out, "  signal-bench CPU    %.2f us per %s  (%.2f cores)\n",
-            per_op(r->client_cpu_us, r->ops), b->sc->op_name,
-            r->seconds > 0 ? r->client_cpu_us / 1e6 / r->seconds : 0);
+            per_op(r->client_cpu_us, r->ops), b->sc->op_name, cores(r, r->client_cpu_us));
     if (r->have_sys_busy && r->seconds > 0)
         fprintf(out,
                 "  machine busy        %.2f cores, of which %.2f neither server nor signal-bench\n",
-                r->sys_busy_us / 1e6 / r->seconds, other_cores(r));
+                cores(r, r->sys_busy_us), other_cores(r));
     if (b->sc->idle && r->have_rss)
         fprintf(out,
                 "  server RSS          %" PRIu64 " KiB -> %" PRIu64
@@ -106,7 +109,7 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
 {
     const sm_bench_opts_t *o = b->o;
     const sm_bench_result_t *r = &b->res;
-    const sm_hist_t *h = &b->hist;
+    const sm_bench_hist_t *h = &b->hist;
     fprintf(out, "{\"scenario\":\"%s\"", b->sc->name);
     if (o->label) {
         fputs(",\"label\":", out);
@@ -121,7 +124,7 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
             o->port, o->conns, o->inflight, o->duration, o->warmup, o->concurrency,
             o->jwt_secret ? "jwt" : "token", o->binary ? "binary" : "json",
             o->src_addrs > 1 ? o->src_addrs : 1);
-    if (strcmp(b->sc->name, "fanout") == 0)
+    if (b->sc->rooms)
         fprintf(out, ",\"room_size\":%d", o->room_size);
     if (o->rate > 0)
         fprintf(out, ",\"rate\":%.0f,\"tick_us\":%d", o->rate, o->tick_us);
@@ -132,9 +135,9 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
     fprintf(out,
             ",\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
             "\"samples\":%" PRIu64,
-            us(sm_hist_quantile(h, 0.5)), us(sm_hist_quantile(h, 0.99)),
-            us(sm_hist_quantile(h, 0.999)), us(h->max), h->count);
-    if (strcmp(b->sc->name, "fanout") == 0)
+            us(sm_bench_hist_quantile(h, 0.5)), us(sm_bench_hist_quantile(h, 0.99)),
+            us(sm_bench_hist_quantile(h, 0.999)), us(h->max), h->count);
+    if (b->sc->rooms)
         fprintf(out, ",\"rounds\":%" PRIu64, r->extra_ops);
     fprintf(out, ",\"errors\":%" PRIu64 ",\"error_detail\":{", r->errors);
     for (unsigned i = 0; i < r->nerrkinds; i++) {
@@ -148,14 +151,12 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
         fprintf(out,
                 ",\"server_cpu_us\":%.0f,\"server_cpu_us_per_op\":%.3f,"
                 "\"server_cpu_cores\":%.3f",
-                r->server_cpu_us, per_op(r->server_cpu_us, r->ops),
-                r->seconds > 0 ? r->server_cpu_us / 1e6 / r->seconds : 0);
+                r->server_cpu_us, per_op(r->server_cpu_us, r->ops), cores(r, r->server_cpu_us));
     fprintf(out, ",\"client_cpu_us_per_op\":%.3f,\"client_cpu_cores\":%.3f",
-            per_op(r->client_cpu_us, r->ops),
-            r->seconds > 0 ? r->client_cpu_us / 1e6 / r->seconds : 0);
+            per_op(r->client_cpu_us, r->ops), cores(r, r->client_cpu_us));
     if (r->have_sys_busy && r->seconds > 0)
         fprintf(out, ",\"machine_busy_cores\":%.3f,\"other_busy_cores\":%.3f",
-                r->sys_busy_us / 1e6 / r->seconds, other_cores(r));
+                cores(r, r->sys_busy_us), other_cores(r));
     if (b->sc->idle && r->have_rss)
         fprintf(out,
                 ",\"rss_before_kib\":%" PRIu64 ",\"rss_after_kib\":%" PRIu64

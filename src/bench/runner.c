@@ -48,19 +48,19 @@ uint64_t sm_bench_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void sm_bench_hex64(char *out, uint64_t v)
+void sm_bench_hex(char *out, uint64_t v, int digits)
 {
     static const char hex[] = "0123456789abcdef";
-    for (int i = 15; i >= 0; i--) {
+    for (int i = digits - 1; i >= 0; i--) {
         out[i] = hex[v & 0xf];
         v >>= 4;
     }
 }
 
-bool sm_bench_unhex64(const char *in, uint64_t *v)
+bool sm_bench_unhex(const char *in, int digits, uint64_t *v)
 {
     uint64_t r = 0;
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < digits; i++) {
         char ch = in[i];
         unsigned d;
         if (ch >= '0' && ch <= '9')
@@ -247,7 +247,7 @@ static void begin_measure(sm_bench_t *b)
     b->phase = SM_BENCH_MEASURE;
     b->ops = 0;
     b->ops2 = 0;
-    sm_hist_reset(&b->hist);
+    sm_bench_hist_reset(&b->hist);
     snapshot_start(b);
     b->t_meas0 = sm_bench_now_ns();
     uv_timer_start(&b->phase_timer, phase_cb, (uint64_t)(b->o->duration * 1000), 0);
@@ -337,7 +337,6 @@ static void start_rooms(sm_bench_t *b);
 static void setup_done(sm_bench_t *b)
 {
     uv_timer_stop(&b->phase_timer);
-    b->res.clients_ready = b->ready;
     if (b->ready == 0) {
         fatal(b, "no client completed its set-up (is the server running? jwt secret right?)");
         return;
@@ -372,7 +371,7 @@ static void client_ready(sm_bench_t *b, sm_bench_client_t *cl)
     b->ready++;
     b->in_setup--;
     if (b->sc->idle)
-        sm_hist_add(&b->hist, sm_bench_now_ns() - cl->t0);
+        sm_bench_hist_add(&b->hist, sm_bench_now_ns() - cl->t0);
     setup_progress(b);
 }
 

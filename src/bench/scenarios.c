@@ -53,8 +53,6 @@ static void rtt_defaults(sm_bench_opts_t *o)
 {
     if (o->conns <= 0)
         o->conns = 100;
-    if (o->inflight <= 0)
-        o->inflight = 1;
 }
 
 static int rtt_prepare(sm_bench_t *b)
@@ -231,8 +229,6 @@ static void route_defaults(sm_bench_opts_t *o)
         o->conns = 200;
     if (o->conns % 2)
         o->conns++;
-    if (o->inflight <= 0)
-        o->inflight = 1;
 }
 
 /* Template of a SIGNAL from cl to target, with room for a timestamp (and,
@@ -283,12 +279,9 @@ static void signal_send(sm_bench_t *b, sm_bench_client_t *from, const sm_ws_tpl_
         sm_ws_tpl_patch(p, t, b->mask, off, v, with_slot ? 10 : 8);
     } else {
         char v[20];
-        sm_bench_hex64(v, now);
-        if (with_slot) {
-            static const char hex[] = "0123456789abcdef";
-            for (int i = 0; i < 4; i++)
-                v[16 + i] = hex[(slot >> (12 - 4 * i)) & 0xf];
-        }
+        sm_bench_hex(v, now, 16);
+        if (with_slot)
+            sm_bench_hex(v + 16, slot, 4);
         sm_ws_tpl_patch(p, t, b->mask, off, v, with_slot ? 20 : 16);
     }
 }
@@ -315,14 +308,11 @@ static bool signal_parse(const sm_frame_t *f, bool binary, bool with_slot, uint6
         memcmp(f->payload, data_head, DATA_OFF) != 0)
         return false;
     const char *d = (const char *)f->payload + DATA_OFF;
-    if (!sm_bench_unhex64(d, ts))
+    if (!sm_bench_unhex(d, 16, ts))
         return false;
     if (with_slot) {
-        uint64_t s = 0;
-        char tmp[16];
-        memset(tmp, '0', 12);
-        memcpy(tmp + 12, d + 16, 4);
-        if (!sm_bench_unhex64(tmp, &s))
+        uint64_t s;
+        if (!sm_bench_unhex(d + 16, 4, &s))
             return false;
         *slot = (uint16_t)s;
     }
@@ -450,8 +440,6 @@ static void fanout_defaults(sm_bench_opts_t *o)
     if (o->conns < o->room_size)
         o->conns = o->room_size;
     o->conns -= o->conns % o->room_size;
-    if (o->inflight <= 0)
-        o->inflight = 1;
 }
 
 static int fanout_prepare(sm_bench_t *b)
@@ -552,6 +540,15 @@ static void free_priv(sm_bench_t *b)
 
 /* ---------------------------------------------------------------- table */
 
+/* route, closed loop (tick NULL) or paced by --rate (route_tick). */
+#define ROUTE_SCENARIO(tick_fn)                                                                    \
+    {                                                                                              \
+        .name = "route", .unit = "msgs/s", .op_name = "SIGNAL", .registers = true,                 \
+        .defaults = route_defaults, .prepare = route_prepare, .start = route_start,                \
+        .on_frame = route_on_frame, .on_error = route_on_error, .tick = (tick_fn),                 \
+        .cleanup = free_priv,                                                                      \
+    }
+
 static const sm_bench_scenario_t scenarios[] = {
     {
         .name = "rtt",
@@ -586,18 +583,7 @@ static const sm_bench_scenario_t scenarios[] = {
         .idle = true,
         .defaults = idle_defaults,
     },
-    {
-        .name = "route",
-        .unit = "msgs/s",
-        .op_name = "SIGNAL",
-        .registers = true,
-        .defaults = route_defaults,
-        .prepare = route_prepare,
-        .start = route_start,
-        .on_frame = route_on_frame,
-        .on_error = route_on_error,
-        .cleanup = free_priv,
-    },
+    ROUTE_SCENARIO(NULL),
     {
         .name = "fanout",
         .unit = "msgs/s",
@@ -614,19 +600,7 @@ static const sm_bench_scenario_t scenarios[] = {
 };
 
 /* route with an offered rate: the same scenario plus a tick. */
-static const sm_bench_scenario_t route_rate = {
-    .name = "route",
-    .unit = "msgs/s",
-    .op_name = "SIGNAL",
-    .registers = true,
-    .defaults = route_defaults,
-    .prepare = route_prepare,
-    .start = route_start,
-    .on_frame = route_on_frame,
-    .on_error = route_on_error,
-    .tick = route_tick,
-    .cleanup = free_priv,
-};
+static const sm_bench_scenario_t route_rate = ROUTE_SCENARIO(route_tick);
 
 const sm_bench_scenario_t *sm_bench_scenario_find(const char *name)
 {

@@ -498,11 +498,6 @@ void *sm_wsc_user(const sm_wsc_t *c)
     return c->user;
 }
 
-void sm_wsc_set_user(sm_wsc_t *c, void *user)
-{
-    c->user = user;
-}
-
 bool sm_wsc_is_open(const sm_wsc_t *c)
 {
     return c->state == ST_OPEN;

@@ -115,7 +115,6 @@ const uint8_t *sm_wsc_ctx_mask(const sm_wsc_ctx_t *ctx);
 sm_wsc_t *sm_wsc_connect(sm_wsc_ctx_t *ctx, const struct sockaddr_in *src, void *user);
 
 void *sm_wsc_user(const sm_wsc_t *c);
-void sm_wsc_set_user(sm_wsc_t *c, void *user);
 /* True between the 101 and the start of closing. */
 bool sm_wsc_is_open(const sm_wsc_t *c);
 

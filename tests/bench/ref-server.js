@@ -26,6 +26,7 @@ const T = {
 };
 const JSON_PT = 0x02;
 const BINARY_PT = 0x01;
+const ZERO_UUID = Buffer.alloc(16); // the uuid of an answer to an unreadable frame
 
 function arg(name, dflt) {
   const i = process.argv.indexOf(name);
@@ -90,8 +91,7 @@ const registry = new Map(); // client_id -> ws
 function onMessage(ws, st, data, isBinary) {
   if (!isBinary) { ws.close(1003, 'text frames are not supported'); return; }
   const buf = data;
-  const zero = Buffer.alloc(16);
-  if (buf.length < HEADER || buf[0] !== 0xaa) { sendError(ws, zero, 400, 'bad frame'); return; }
+  if (buf.length < HEADER || buf[0] !== 0xaa) { sendError(ws, ZERO_UUID, 400, 'bad frame'); return; }
   const type = buf[1];
   const uuid = buf.subarray(2, 18);
   const pt = buf[18];

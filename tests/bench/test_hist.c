@@ -21,20 +21,20 @@
 #include "bench/procstat.h"
 #include "bench/wsclient.h"
 
-static sm_hist_t h; /* 30 KiB: keep it off the stack */
+static sm_bench_hist_t h; /* 30 KiB: keep it off the stack */
 
 static void test_index_is_monotonic_and_ranges_tile(void **state)
 {
     (void)state;
     uint64_t prev_hi = 0;
-    for (unsigned i = 0; i < SM_HIST_BUCKETS; i++) {
+    for (unsigned i = 0; i < SM_BENCH_HIST_BUCKETS; i++) {
         uint64_t lo, hi;
-        sm_hist_bucket_range(i, &lo, &hi);
+        sm_bench_hist_bucket_range(i, &lo, &hi);
         assert_true(lo <= hi);
         if (i > 0)
             assert_int_equal(lo, prev_hi + 1); /* no gap, no overlap */
-        assert_int_equal(sm_hist_index(lo), i);
-        assert_int_equal(sm_hist_index(hi), i);
+        assert_int_equal(sm_bench_hist_index(lo), i);
+        assert_int_equal(sm_bench_hist_index(hi), i);
         prev_hi = hi;
     }
     assert_true(prev_hi == UINT64_MAX);
@@ -44,9 +44,9 @@ static void test_bucket_width_bounds_error(void **state)
 {
     (void)state;
     /* Every bucket above the exact range is at most 1/64 of its low end. */
-    for (unsigned i = SM_HIST_SUB_COUNT; i < SM_HIST_BUCKETS; i++) {
+    for (unsigned i = SM_BENCH_HIST_SUB_COUNT; i < SM_BENCH_HIST_BUCKETS; i++) {
         uint64_t lo, hi;
-        sm_hist_bucket_range(i, &lo, &hi);
+        sm_bench_hist_bucket_range(i, &lo, &hi);
         assert_true((hi - lo) <= lo / 64);
     }
 }
@@ -54,40 +54,40 @@ static void test_bucket_width_bounds_error(void **state)
 static void test_quantiles(void **state)
 {
     (void)state;
-    sm_hist_reset(&h);
-    assert_int_equal(sm_hist_quantile(&h, 0.5), 0);
+    sm_bench_hist_reset(&h);
+    assert_int_equal(sm_bench_hist_quantile(&h, 0.5), 0);
     /* 1..100000 ns, one each. */
     for (uint64_t v = 1; v <= 100000; v++)
-        sm_hist_add(&h, v);
+        sm_bench_hist_add(&h, v);
     assert_int_equal(h.count, 100000);
     assert_int_equal(h.min, 1);
     assert_int_equal(h.max, 100000);
-    uint64_t p50 = sm_hist_quantile(&h, 0.5);
-    uint64_t p99 = sm_hist_quantile(&h, 0.99);
-    uint64_t p999 = sm_hist_quantile(&h, 0.999);
+    uint64_t p50 = sm_bench_hist_quantile(&h, 0.5);
+    uint64_t p99 = sm_bench_hist_quantile(&h, 0.99);
+    uint64_t p999 = sm_bench_hist_quantile(&h, 0.999);
     assert_true(p50 >= 50000 - 50000 / 64 && p50 <= 50000 + 50000 / 64);
     assert_true(p99 >= 99000 - 99000 / 64 && p99 <= 99000 + 99000 / 64);
     assert_true(p999 >= 99900 - 99900 / 64 && p999 <= 100000);
-    assert_int_equal(sm_hist_quantile(&h, 1.0), 100000);
-    assert_int_equal(sm_hist_quantile(&h, 0.0), 1);
+    assert_int_equal(sm_bench_hist_quantile(&h, 1.0), 100000);
+    assert_int_equal(sm_bench_hist_quantile(&h, 0.0), 1);
 }
 
 static void test_quantile_outlier_and_merge(void **state)
 {
     (void)state;
-    static sm_hist_t other;
-    sm_hist_reset(&h);
-    sm_hist_reset(&other);
+    static sm_bench_hist_t other;
+    sm_bench_hist_reset(&h);
+    sm_bench_hist_reset(&other);
     for (int i = 0; i < 999; i++)
-        sm_hist_add(&h, 1000);
-    sm_hist_add(&other, 5000000000ull); /* one 5 s outlier */
-    sm_hist_merge(&h, &other);
+        sm_bench_hist_add(&h, 1000);
+    sm_bench_hist_add(&other, 5000000000ull); /* one 5 s outlier */
+    sm_bench_hist_merge(&h, &other);
     assert_int_equal(h.count, 1000);
     /* The middle of 1000's bucket (within 1/128 of it), not the outlier. */
-    assert_in_range(sm_hist_quantile(&h, 0.99), 1000 - 1000 / 128, 1000 + 1000 / 128);
-    assert_in_range(sm_hist_quantile(&h, 0.999), 1000 - 1000 / 128, 1000 + 1000 / 128);
+    assert_in_range(sm_bench_hist_quantile(&h, 0.99), 1000 - 1000 / 128, 1000 + 1000 / 128);
+    assert_in_range(sm_bench_hist_quantile(&h, 0.999), 1000 - 1000 / 128, 1000 + 1000 / 128);
     assert_int_equal(h.max, 5000000000ull);
-    uint64_t top = sm_hist_quantile(&h, 0.9999);
+    uint64_t top = sm_bench_hist_quantile(&h, 0.9999);
     assert_true(top >= 5000000000ull - 5000000000ull / 64 && top <= 5000000000ull);
 }
 
