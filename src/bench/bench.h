@@ -147,6 +147,7 @@ typedef struct sm_bench_result_s {
     double seconds;    /* length of the measured window */
     double throughput; /* ops / seconds (idle: connections set up per second) */
     uint64_t errors;   /* sum of errkinds during the whole run */
+    uint64_t stop_404; /* ERROR 404 to traffic after STOP began (the stop race), not in errors */
     sm_bench_errkind_t errkinds[SM_BENCH_MAX_ERRKINDS];
     unsigned nerrkinds;
     bool have_server_cpu;

@@ -235,6 +235,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "signal-bench: --auth jwt needs --jwt-secret or SIGNAL_BENCH_JWT_SECRET\n");
         return 2;
     }
+    if (o.jwt_secret != NULL && !*o.jwt_secret) {
+        fprintf(stderr, "signal-bench: the JWT secret (--jwt-secret or SIGNAL_BENCH_JWT_SECRET) "
+                        "is empty\n");
+        return 2;
+    }
     if (o.rate > 0)
         sc = sm_bench_scenario_rated(sc);
     if (sc->idle && !dur_set)

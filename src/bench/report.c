@@ -103,6 +103,10 @@ void sm_bench_report_human(FILE *out, const sm_bench_t *b)
     for (unsigned i = 0; i < r->nerrkinds; i++)
         fprintf(out, "%s%s: %" PRIu64, i ? ", " : "  (", r->errkinds[i].name, r->errkinds[i].count);
     fprintf(out, "%s\n", r->nerrkinds ? ")" : "");
+    if (r->stop_404)
+        fprintf(out,
+                "  ERROR 404 at stop   %" PRIu64 "  (SIGNALs to clients that had already closed)\n",
+                r->stop_404);
 }
 
 void sm_bench_report_json(FILE *out, const sm_bench_t *b)
@@ -147,6 +151,7 @@ void sm_bench_report_json(FILE *out, const sm_bench_t *b)
         fprintf(out, ":%" PRIu64, r->errkinds[i].count);
     }
     fputc('}', out);
+    fprintf(out, ",\"stop_404\":%" PRIu64, r->stop_404);
     if (r->have_server_cpu)
         fprintf(out,
                 ",\"server_cpu_us\":%.0f,\"server_cpu_us_per_op\":%.3f,"

@@ -601,11 +601,12 @@ int sm_wsc_ctx_new(uv_loop_t *loop, const char *host, int port, size_t rbuf_size
                (size_t)catlen, sha);
     mbedtls_base64_encode((unsigned char *)ctx->accept, sizeof ctx->accept, &ctx->accept_len, sha,
                           sizeof sha);
+    bool v6 = strchr(host, ':') != NULL; /* RFC 3986: an IPv6 literal goes in brackets */
     int n = snprintf(ctx->request, sizeof ctx->request,
-                     "GET / HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                     "GET / HTTP/1.1\r\nHost: %s%s%s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
-                     host, port, key);
+                     v6 ? "[" : "", host, v6 ? "]" : "", port, key);
     ctx->request_len = (size_t)n;
     uv_prepare_init(loop, &ctx->prep);
     uv_check_init(loop, &ctx->check);

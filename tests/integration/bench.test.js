@@ -78,6 +78,7 @@ describe('signal-bench against the server', () => {
             assert.equal(j.scenario, args[args.length - 1]);
             assert.equal(j.unit, unit);
             assert.equal(j.errors, 0, `errors: ${JSON.stringify(j.error_detail)}`);
+            assert.equal(typeof j.stop_404, 'number');
             assert.ok(j.ops > 0, `no operations: ${r.stdout}`);
             if (args[args.length - 1] !== 'churn')
                 assert.equal(j.clients_ready, Number(args[args.indexOf('-c') + 1]));
@@ -108,5 +109,8 @@ describe('signal-bench against the server', () => {
         r = await bench(['--auth', 'jwt', 'rtt']);
         assert.equal(r.code, 2);
         assert.match(r.stderr, /--auth jwt needs --jwt-secret/);
+        r = await bench(['rtt'], { SIGNAL_BENCH_JWT_SECRET: '' });
+        assert.equal(r.code, 2);
+        assert.match(r.stderr, /JWT secret .* is empty/);
     });
 });
