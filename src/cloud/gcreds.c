@@ -804,6 +804,25 @@ int sm_gcreds_get(sm_gcreds_t *g, sm_gcreds_cb cb, void *arg)
     return ours ? rc : 0;
 }
 
+char *sm_gcreds_header(const char *authz)
+{
+    if (authz == NULL)
+        return NULL;
+    size_t n = sizeof "Authorization: " + strlen(authz);
+    char *line = sm_xmalloc(n);
+    snprintf(line, n, "Authorization: %s", authz);
+    return line;
+}
+
+void sm_gcreds_header_free(char *line)
+{
+    if (line == NULL)
+        return;
+    /* explicit_bzero: a memset right before free may be optimised away. */
+    explicit_bzero(line, strlen(line));
+    free(line);
+}
+
 void sm_gcreds_invalidate(sm_gcreds_t *g)
 {
     pthread_mutex_lock(&g->lock);

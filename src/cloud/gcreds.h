@@ -106,6 +106,12 @@ int sm_gcreds_check(sm_gcreds_t *g, char *err, size_t errlen);
 typedef void (*sm_gcreds_cb)(int err, const char *authz, void *arg);
 int sm_gcreds_get(sm_gcreds_t *g, sm_gcreds_cb cb, void *arg);
 
+/* Any thread.  The request header line "Authorization: <authz>" (allocated),
+ * or NULL when authz is NULL (no header to send).  Release it with
+ * sm_gcreds_header_free, which wipes the token before freeing. */
+char *sm_gcreds_header(const char *authz);
+void sm_gcreds_header_free(char *line);
+
 /* Any thread.  The cached token was refused (API answered 401): the next
  * get fetches a new one (a token request already running is kept: its
  * token is newer than the refused one). */

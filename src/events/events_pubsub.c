@@ -278,14 +278,8 @@ static void on_token(int err, const char *authz, void *arg)
         batch_done(b, false);
         return;
     }
-    char *auth_line = NULL;
-    const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
-    if (authz != NULL) {
-        size_t n = strlen(authz) + sizeof "Authorization: ";
-        auth_line = sm_xmalloc(n);
-        snprintf(auth_line, n, "Authorization: %s", authz);
-        headers[1] = auth_line;
-    }
+    char *auth_line = sm_gcreds_header(authz);
+    const char *headers[3] = {"Content-Type: application/json", auth_line, NULL};
     sm_rest_opts_t o = {
         .method = "POST",
         .url = ps->url,
@@ -301,11 +295,7 @@ static void on_token(int err, const char *authz, void *arg)
         .what = "pubsub.publish",
     };
     int rc = sm_rest_request(ps->rest, &o, on_published, b);
-    if (auth_line != NULL) {
-        /* explicit_bzero: a memset right before free may be optimised away. */
-        explicit_bzero(auth_line, strlen(auth_line));
-        free(auth_line);
-    }
+    sm_gcreds_header_free(auth_line);
     if (rc != 0) /* the client is closing: cannot happen before finish() */
         batch_done(b, false);
 }

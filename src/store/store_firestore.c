@@ -478,7 +478,7 @@ static void on_authz(int err, const char *authz, void *arg)
         op_finish(op, SM_EUNAVAIL);
         return;
     }
-    char *auth_line = authz ? xasprintf("Authorization: %s", authz) : NULL;
+    char *auth_line = sm_gcreds_header(authz);
     const char *headers[3] = {"Content-Type: application/json", auth_line, NULL};
     const fs_store_t *fs = op->fs;
     sm_rest_opts_t o = {
@@ -495,7 +495,7 @@ static void on_authz(int err, const char *authz, void *arg)
         .what = op->what,
     };
     int rc = sm_rest_request(op->rest, &o, on_resp, op);
-    free(auth_line);
+    sm_gcreds_header_free(auth_line);
     if (rc != 0) {
         SM_LOG(SM_LOG_ERROR, SM_MSG("firestore: request not accepted"), SM_STR("op", op->opname),
                SM_STR("call", op->what), SM_STR("error", sm_strerror(rc)));

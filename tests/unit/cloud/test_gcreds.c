@@ -927,11 +927,24 @@ static void test_logs_have_no_secrets(void **state)
     assert_null(strstr(buf, "assertion=")); /* form bodies */
 }
 
+/* The Authorization header line for a token, and none without one. */
+static void test_header_line(void **state)
+{
+    (void)state;
+    char *line = sm_gcreds_header("Bearer ya29.token");
+    assert_non_null(line);
+    assert_string_equal(line, "Authorization: Bearer ya29.token");
+    sm_gcreds_header_free(line);
+    assert_null(sm_gcreds_header(NULL));
+    sm_gcreds_header_free(NULL);
+}
+
 int main(void)
 {
     g_devnull = open("/dev/null", O_WRONLY);
     sm_log_configure(SM_LOG_DEBUG, SM_LOG_FORMAT_JSON, g_devnull);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_header_line),
         cmocka_unit_test_setup_teardown(test_key_file_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_ahead_and_expiry, setup, teardown),
