@@ -112,9 +112,8 @@ static void ff_submit(sm_sessions_t *ss, int rc, ff_t *ff)
 static void ff_delete_room(sm_sessions_t *ss, const char *room_id)
 {
     ff_t *ff = ff_new(ss, "delete_room", room_id);
-    ff_submit(ss,
-              sm_store_delete_room(ss->srv->store, room_id, sm_worker_taskq(ss->w), ff_done, ff),
-              ff);
+    ff_submit(
+        ss, sm_store_delete_room(ss->srv->store, room_id, sm_worker_taskq(ss->w), ff_done, ff), ff);
 }
 
 static void ff_remove_member(sm_sessions_t *ss, const char *room_id, const char *client_id)
@@ -180,12 +179,14 @@ static void op_error(op_t *op, int status)
         sm__sess_error(s, op->uuid, 404, "room not found", "room_id", op->room_id);
         break;
     case SM_EFULL:
-        sm__sess_error(s, op->uuid, 503, "too many SFU sessions on this server "
-                       "(limits.max_sfu_sessions)", "room_id", op->room_id);
+        sm__sess_error(s, op->uuid, 503,
+                       "too many SFU sessions on this server "
+                       "(limits.max_sfu_sessions)",
+                       "room_id", op->room_id);
         break;
     case SM_EINVAL:
-        sm__sess_error(s, op->uuid, 400, "the SFU refused the session description",
-                       "room_id", op->room_id);
+        sm__sess_error(s, op->uuid, 400, "the SFU refused the session description", "room_id",
+                       op->room_id);
         break;
     default:
         sm__sess_error(s, op->uuid, 503,
@@ -270,9 +271,8 @@ static void on_create_put(int status, const sm_store_result_t *res, void *arg)
             return;
         }
     }
-    if (status == 0 &&
-        sm_store_add_member(ss->srv->store, op->room_id, s->client_id, "sender",
-                            sm_worker_taskq(ss->w), on_create_member, op) == 0) {
+    if (status == 0 && sm_store_add_member(ss->srv->store, op->room_id, s->client_id, "sender",
+                                           sm_worker_taskq(ss->w), on_create_member, op) == 0) {
         sm_worker_op_begin(ss->w);
         return;
     }
@@ -292,43 +292,41 @@ static void on_create_member(int status, const sm_store_result_t *res, void *arg
         ff_delete_room(ss, op->room_id);
         create_failed(op, SM_EUNAVAIL);
         return;
+    }
+    sm_room_sfu_t sfu;
+    sm__sfu_state(op, &sfu);
+    sm_rooms_create_done(ss->srv->rooms, op->room_id, true, &sfu);
+    sm__sfu_committed(op);
+    sm_reply_t r;
+    sm_reply_begin(&r, SM_MSG_ROOM_CREATE_ACK, op->uuid);
+    sm_reply_str(&r, "version", SM_PROTO_VERSION);
+    sm_reply_int(&r, "status", 200);
+    sm_reply_str(&r, "message", "Room created successfully");
+    sm_reply_str(&r, "room_id", op->room_id);
+    sm_reply_str(&r, "session_id", s->session_id);
+    sm_reply_int(&r, "max_participants", op->step);
+    const char *const participants[] = {s->client_id, NULL};
+    sm_reply_str_array(&r, "participants", participants);
+    if (op->sfu) {
+        sm__sfu_ack_create(op, &r);
     } else {
-        sm_room_sfu_t sfu;
-        sm__sfu_state(op, &sfu);
-        sm_rooms_create_done(ss->srv->rooms, op->room_id, true, &sfu);
-        sm__sfu_committed(op);
         char created[40];
         sm_clock_rfc3339(sm_clock_wall_ms(), created, sizeof created);
-        sm_reply_t r;
-        sm_reply_begin(&r, SM_MSG_ROOM_CREATE_ACK, op->uuid);
-        sm_reply_str(&r, "version", SM_PROTO_VERSION);
-        sm_reply_int(&r, "status", 200);
-        sm_reply_str(&r, "message", "Room created successfully");
+        sm_reply_open(&r, "connection_info");
         sm_reply_str(&r, "room_id", op->room_id);
+        sm_reply_str(&r, "role", "sender");
         sm_reply_str(&r, "session_id", s->session_id);
-        sm_reply_int(&r, "max_participants", op->step);
-        const char *const participants[] = {s->client_id, NULL};
-        sm_reply_str_array(&r, "participants", participants);
-        if (op->sfu) {
-            sm__sfu_ack_create(op, &r);
-        } else {
-            sm_reply_open(&r, "connection_info");
-            sm_reply_str(&r, "room_id", op->room_id);
-            sm_reply_str(&r, "role", "sender");
-            sm_reply_str(&r, "session_id", s->session_id);
-            sm_reply_str(&r, "status", "connected");
-            sm_reply_str(&r, "mode", "p2p");
-            sm_reply_open(&r, "metadata");
-            sm_reply_str(&r, "session_id", s->session_id);
-            sm_reply_str(&r, "created_at", created);
-            sm_reply_str(&r, "client_id", s->client_id);
-            sm_reply_close(&r);
-            sm_reply_close(&r);
-        }
-        sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_ROOM_CREATE_ACK, 0, 0);
-        sm_events_emit(ss->srv->events, "room.created", s->client_id, op->room_id,
-                       s->session_id);
+        sm_reply_str(&r, "status", "connected");
+        sm_reply_str(&r, "mode", "p2p");
+        sm_reply_open(&r, "metadata");
+        sm_reply_str(&r, "session_id", s->session_id);
+        sm_reply_str(&r, "created_at", created);
+        sm_reply_str(&r, "client_id", s->client_id);
+        sm_reply_close(&r);
+        sm_reply_close(&r);
     }
+    sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_ROOM_CREATE_ACK, 0, 0);
+    sm_events_emit(ss->srv->events, "room.created", s->client_id, op->room_id, s->session_id);
     sm__sess_op_free(op);
     sm__sess_op_done(s);
 }
@@ -436,10 +434,7 @@ static void on_join_member(int status, const sm_store_result_t *res, void *arg)
         sm_reply_str(&r, "message", "Joined room");
         sm_reply_str(&r, "room_id", op->room_id);
         sm_reply_str(&r, "session_id", s->session_id);
-        char **list = sm_xcalloc(rr.n_participants + 1, sizeof *list);
-        memcpy(list, rr.participants, rr.n_participants * sizeof *list);
-        sm_reply_str_array(&r, "participants", (const char *const *)list);
-        free(list);
+        sm_reply_str_array(&r, "participants", (const char *const *)rr.participants);
         if (rr.offer_sdp)
             sm_reply_str(&r, "offer_sdp", rr.offer_sdp);
         if (op->sfu)
@@ -503,8 +498,7 @@ void sm__rooms_join_failed(op_t *op, int status)
 {
     session_t *s = op->s;
     sm_room_result_t rr;
-    sm_rooms_join_done(op->ss->srv->rooms, op->room_id, s->client_id, op->serial, false, NULL,
-                       &rr);
+    sm_rooms_join_done(op->ss->srv->rooms, op->room_id, s->client_id, op->serial, false, NULL, &rr);
     sm_room_result_free(&rr);
     op_error(op, status);
     sm__sess_op_free(op);
