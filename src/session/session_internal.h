@@ -113,13 +113,12 @@ struct sm_sessions_s {
     int closing;           /* handles still closing at free */
 };
 
-
 /* Send a frame to the session's connection (dropped when it is gone);
  * counts it under `type`.  Takes the reference to b. */
 void sm__sess_send(session_t *s, sm_obuf_t *b, uint8_t type, uint16_t flags, uint32_t arg);
 /* ERROR `code` echoing uuid, with one optional detail. */
-void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg,
-                    const char *dkey, const char *dval);
+void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg, const char *dkey,
+                    const char *dval);
 /* ERROR 400 for a malformed frame, counted for limits.max_bad_frames. */
 void sm__sess_bad_frame(session_t *s, const uint8_t *uuid, const char *msg, const char *field);
 /* Check order steps 4 and 5 (client_id is the session's, auth_token valid
@@ -173,7 +172,10 @@ void sm__sfu_ctx_free(struct sm_sfu_ctx_s *c);
 void sm__sfu_close_left(sm_sessions_t *ss, const sm_room_result_t *res);
 /* Idle close: close every member's tracks. */
 void sm__sfu_close_all(sm_sessions_t *ss, const sm_room_result_t *res);
-void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *root);
+/* SESSION_UPDATE from a registered session whose payload p (borrowed from
+ * the frame's JSON tree) session.c has validated. */
+void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f,
+                               const sm_payload_session_update_t *p);
 
 /* router/signal.c */
 void sm__signal_on_frame(session_t *s, const sm_frame_t *f, const json_t *root);

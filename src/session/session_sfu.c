@@ -40,15 +40,15 @@
 #define MAX_TRACKS 64 /* per tracks/new request (§1.4) */
 
 typedef struct sm_sfu_ctx_s {
-    char *offer;      /* the client's offer (create/join) */
+    char *offer; /* the client's offer (create/join) */
     size_t offer_len;
-    char *pub_sid;    /* publish session */
-    char *answer;     /* SFU answer to the client's offer */
+    char *pub_sid; /* publish session */
+    char *answer;  /* SFU answer to the client's offer */
     sm_room_track_t pub[MAX_TRACKS];
     json_t *pub_items; /* [{track_name, mid, error?}] for the ACK */
     size_t n_pub;
-    char *sub_sid;    /* subscribe session */
-    char *sub_offer;  /* SFU offer from the pull, or NULL */
+    char *sub_sid;     /* subscribe session */
+    char *sub_offer;   /* SFU offer from the pull, or NULL */
     json_t *sub_items; /* [{session_id, track_name, mid, error?}] */
     char *pulled[MAX_TRACKS];
     size_t n_pulled;
@@ -74,8 +74,8 @@ size_t sm__sfu_publishable(const char *sdp, size_t len, sm_sdp_media_t *out, siz
     size_t k = 0;
     for (int i = 0; i < n && i < MAX_TRACKS && k < cap; i++) {
         bool media = strcmp(all[i].kind, "audio") == 0 || strcmp(all[i].kind, "video") == 0;
-        bool sending = strcmp(all[i].direction, "sendrecv") == 0 ||
-                       strcmp(all[i].direction, "sendonly") == 0;
+        bool sending =
+            strcmp(all[i].direction, "sendrecv") == 0 || strcmp(all[i].direction, "sendonly") == 0;
         if (media && sending && !all[i].rejected)
             out[k++] = all[i];
     }
@@ -259,8 +259,8 @@ static void on_pub_session(const sm_cf_result_t *r, void *arg)
     size_t n = sm__sfu_publishable(c->offer, c->offer_len, media, MAX_TRACKS);
     for (size_t i = 0; i < n; i++) {
         snprintf(names[i], sizeof names[i], "%s-%s", media[i].kind, media[i].mid);
-        tracks[i] = (sm_cf_track_t){.location = "local", .mid = media[i].mid,
-                                    .track_name = names[i]};
+        tracks[i] =
+            (sm_cf_track_t){.location = "local", .mid = media[i].mid, .track_name = names[i]};
     }
     if (sm_cf_push(op->ss->srv->cf, c->pub_sid, c->offer, tracks, n, on_push, op) != 0) {
         fail(op, SM_EUNAVAIL, "push");
@@ -362,7 +362,8 @@ static void step_pull(op_t *op)
     size_t n = c->n_pubs < MAX_TRACKS ? c->n_pubs : MAX_TRACKS;
     sm_cf_track_t tracks[MAX_TRACKS];
     for (size_t i = 0; i < n; i++)
-        tracks[i] = (sm_cf_track_t){.location = "remote", .session_id = c->pubs[i].session_id,
+        tracks[i] = (sm_cf_track_t){.location = "remote",
+                                    .session_id = c->pubs[i].session_id,
                                     .track_name = c->pubs[i].track_name};
     if (sm_cf_pull(op->ss->srv->cf, c->sub_sid, tracks, n, on_pull, op) != 0) {
         fail(op, SM_EUNAVAIL, "pull");
@@ -667,7 +668,8 @@ static void on_update_done(const sm_cf_result_t *r, void *arg)
     sm_sessions_t *ss = s->ss;
     sm_worker_op_end(ss->w);
     if (r->err != 0) {
-        const char *msg = r->err == SM_ECONFLICT ? "SFU session busy: answer its pending offer first"
+        const char *msg = r->err == SM_ECONFLICT
+                              ? "SFU session busy: answer its pending offer first"
                           : r->err == SM_ENOTFOUND ? "SFU session not found or expired"
                           : r->err == SM_EINVAL    ? "SFU refused the request"
                                                    : "SFU unavailable, try again later";
@@ -719,8 +721,7 @@ static void on_update_done(const sm_cf_result_t *r, void *arg)
             json_array_append_new(items, o);
         }
         if (u->is_sub)
-            sm_rooms_pulled(ss->srv->rooms, u->room_id, s->client_id, s->serial, closed, n,
-                            false);
+            sm_rooms_pulled(ss->srv->rooms, u->room_id, s->client_id, s->serial, closed, n, false);
         else /* stopped publications are not offered to later joiners any more */
             sm_rooms_unpublish(ss->srv->rooms, u->room_id, s->client_id, s->serial, closed, n);
         sm_reply_str(&rep, "action", "close");
@@ -734,24 +735,15 @@ static void on_update_done(const sm_cf_result_t *r, void *arg)
     upd_finish(u);
 }
 
-void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *root)
+void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f,
+                               const sm_payload_session_update_t *p)
 {
     sm_sessions_t *ss = s->ss;
-    sm_payload_session_update_t p;
-    sm_payload_err_t perr;
-    if (sm_payload_validate_session_update(root, &p, &perr) != 0) {
-        sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
-        return;
-    }
-    if (s->state != ST_REGISTERED) {
-        sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
-        return;
-    }
     upd_t *u = sm_xcalloc(1, sizeof *u);
     u->s = s;
     memcpy(u->uuid, f->uuid, sizeof u->uuid);
-    u->sid = sm__sess_dup(p.session_id);
-    u->action = p.action;
+    u->sid = sm__sess_dup(p->session_id);
+    u->action = p->action;
     if (sm_rooms_find_sfu_session(ss->srv->rooms, s->client_id, s->serial, u->sid, &u->room_id,
                                   &u->is_sub) != 0) {
         sm__sess_error(s, f->uuid, 404, "session_id is not one of this client's SFU sessions",
@@ -760,11 +752,11 @@ void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *
         return;
     }
     int rc;
-    if (p.action == SM_PAYLOAD_ACTION_ANSWER) {
-        char *answer = sm__sess_dup(p.answer_sdp);
+    if (p->action == SM_PAYLOAD_ACTION_ANSWER) {
+        char *answer = sm__sess_dup(p->answer_sdp);
         rc = sm_cf_renegotiate(ss->srv->cf, u->sid, answer, on_update_done, u);
         free(answer);
-    } else if (p.action == SM_PAYLOAD_ACTION_PULL) {
+    } else if (p->action == SM_PAYLOAD_ACTION_PULL) {
         if (!u->is_sub) {
             sm__sess_error(s, f->uuid, 400, "pull: use the subscribe session_id", "session_id",
                            u->sid);
@@ -774,12 +766,11 @@ void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *
         /* Each publication to pull: {session_id, track_name} strings. */
         size_t k;
         json_t *t;
-        json_array_foreach(p.tracks, k, t)
+        json_array_foreach(p->tracks, k, t)
         {
             const char *sid = json_string_value(json_object_get(t, "session_id"));
             const char *name = json_string_value(json_object_get(t, "track_name"));
-            if (sid == NULL || *sid == '\0' || name == NULL || *name == '\0' ||
-                k >= MAX_TRACKS) {
+            if (sid == NULL || *sid == '\0' || name == NULL || *name == '\0' || k >= MAX_TRACKS) {
                 sm__sess_bad_frame(s, f->uuid,
                                    k >= MAX_TRACKS
                                        ? "tracks: at most 64 tracks per pull"
@@ -790,14 +781,14 @@ void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *
                 return;
             }
         }
-        u->tracks = json_incref(p.tracks);
+        u->tracks = json_incref(p->tracks);
         u->deadline = uv_now(sm_worker_loop(ss->w)) + ss->cfg->webrtc_cloudflare_timeout;
         rc = submit_pull(u);
     } else {
         const char *mids[MAX_TRACKS];
         size_t n = 0, i;
         json_t *m;
-        json_array_foreach(p.mids, i, m)
+        json_array_foreach(p->mids, i, m)
         {
             const char *mid = json_string_value(m);
             if (mid == NULL || *mid == '\0' || n == MAX_TRACKS) {
