@@ -26,13 +26,21 @@
 #include "rooms/room.h"
 #include "session/session_internal.h"
 
+/* The relayed frame's fresh uuid.  As in sm_reply_begin, a failing CSPRNG
+ * gives the nil uuid rather than leaving stack bytes in the frame. */
+static void relay_uuid(uint8_t *uuid)
+{
+    if (sm_uuid_v4(uuid) != 0)
+        memset(uuid, 0, SM_PROTO_UUID_SIZE);
+}
+
 /* A SIGNAL frame for a JSON payload of len bytes, fresh uuid, header
  * written; the caller writes the payload at *payload, then finishes it with
  * sm_obuf_finish_ws(b, SM_PROTO_HEADER_SIZE + len, 0x2). */
 static sm_obuf_t *frame_json_begin(size_t len, char **payload)
 {
     uint8_t uuid[SM_PROTO_UUID_SIZE];
-    sm_uuid_v4(uuid);
+    relay_uuid(uuid);
     sm_obuf_t *b = sm_obuf_new(SM_PROTO_HEADER_SIZE + len);
     uint8_t *body = sm_obuf_body(b);
     sm_frame_encode_header(body, SM_MSG_SIGNAL, uuid, SM_PAYLOAD_JSON, len);
@@ -99,7 +107,7 @@ static sm_obuf_t *relay_binary(const sm_signal_bin_t *bin, const char *from)
     if (len > SM_PROTO_MAX_PAYLOAD)
         return NULL;
     uint8_t uuid[SM_PROTO_UUID_SIZE];
-    sm_uuid_v4(uuid);
+    relay_uuid(uuid);
     sm_obuf_t *b = sm_obuf_new(SM_PROTO_HEADER_SIZE + len);
     size_t w = 0;
     if (sm_signal_bin_encode_frame(sm_obuf_body(b), b->cap, uuid, from, flen, bin->body,
@@ -135,10 +143,8 @@ void sm__signal_on_frame(session_t *s, const sm_frame_t *f, const json_t *root)
         target = bin.client_id;
         tlen = bin.client_id_len;
     }
-    if (s->state != ST_REGISTERED) {
-        sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
+    if (!sm__sess_require_registered(s, f))
         return;
-    }
     sm_reg_holder_t h;
     if (sm_registry_lookup(ss->srv->registry, target, tlen, &h) != 0 || !h.registered ||
         h.conn == SM_HANDLE_NONE) {

@@ -226,6 +226,13 @@ void sm__sess_op_done(session_t *s)
 
 static void on_register_put(int status, const sm_store_result_t *res, void *arg);
 
+/* ERROR 503 for a REGISTER or UNREGISTER the registration store failed. */
+static void store_unavailable(session_t *s, const uint8_t *uuid)
+{
+    sm__sess_error(s, uuid, 503, "registration store unavailable, try again later", "client_id",
+                   s->client_id);
+}
+
 static int submit_put(op_t *op)
 {
     sm_sessions_t *ss = op->ss;
@@ -278,8 +285,7 @@ static void register_finish(op_t *op, int status)
             sm__sess_error(s, op->uuid, 409, "client_id is already registered", "client_id",
                            s->client_id);
         else
-            sm__sess_error(s, op->uuid, 503, "registration store unavailable, try again later",
-                           "client_id", s->client_id);
+            store_unavailable(s, op->uuid);
     }
     sm__sess_op_free(op);
     sm__sess_op_done(s);
@@ -382,8 +388,7 @@ static void on_unregister_done(int status, const sm_store_result_t *res, void *a
         sm_events_emit(ss->srv->events, "client.unregistered", s->client_id, NULL, s->session_id);
     } else {
         sm_registry_set_releasing(ss->srv->registry, s->client_id, s->serial, false);
-        sm__sess_error(s, op->uuid, 503, "registration store unavailable, try again later",
-                       "client_id", s->client_id);
+        store_unavailable(s, op->uuid);
     }
     sm__sess_op_free(op);
     sm__sess_op_done(s);
@@ -488,6 +493,14 @@ bool sm__sess_check_identity(session_t *s, const sm_frame_t *f, sm_payload_str_t
         }
     }
     return true;
+}
+
+bool sm__sess_require_registered(session_t *s, const sm_frame_t *f)
+{
+    if (s->state == ST_REGISTERED)
+        return true;
+    sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
+    return false;
 }
 
 /* ---- resume (DECISIONS §3) ---- */
@@ -641,7 +654,8 @@ static void connect_accept(session_t *s, const uint8_t *uuid, char *cid, const c
     s->client_id = cid;
     s->connected_at_ms = sm_clock_wall_ms();
     bool resumed = false;
-    if (sm_uuid_v4(s->resume_token) != 0) {
+    uint8_t sid[SM_PROTO_UUID_SIZE]; /* the session id unless resumed */
+    if (sm_uuid_v4(s->resume_token) != 0 || sm_uuid_v4(sid) != 0) {
         sm__sess_error(s, uuid, 500, "internal error", NULL, NULL);
         free(s->client_id);
         s->client_id = NULL;
@@ -649,11 +663,8 @@ static void connect_accept(session_t *s, const uint8_t *uuid, char *cid, const c
     }
     if (resume_token)
         resumed = try_resume(s, (sm_payload_str_t){.ptr = resume_token, .len = resume_len});
-    if (!resumed) {
-        uint8_t sid[SM_PROTO_UUID_SIZE];
-        sm_uuid_v4(sid);
+    if (!resumed)
         sm_uuid_format(sid, s->session_id);
-    }
     s->state = resumed ? ST_REGISTERED : ST_CONNECTED;
     char token[2 * sizeof s->resume_token + 1];
     hex(s->resume_token, sizeof s->resume_token, token);
@@ -819,8 +830,7 @@ static void on_register(session_t *s, const sm_frame_t *f, const json_t *root)
     if (submit_put(op) != 0) {
         sm_registry_release(ss->srv->registry, s->client_id, s->serial);
         sm__sess_op_free(op);
-        sm__sess_error(s, f->uuid, 503, "registration store unavailable, try again later",
-                       "client_id", s->client_id);
+        store_unavailable(s, f->uuid);
         return;
     }
     s->op = op;
@@ -853,8 +863,7 @@ static void on_unregister(session_t *s, const sm_frame_t *f, const json_t *root)
                                      sm_worker_taskq(ss->w), on_unregister_done, op) != 0) {
         sm_registry_set_releasing(ss->srv->registry, s->client_id, s->serial, false);
         sm__sess_op_free(op);
-        sm__sess_error(s, f->uuid, 503, "registration store unavailable, try again later",
-                       "client_id", s->client_id);
+        store_unavailable(s, f->uuid);
         return;
     }
     sm_worker_op_begin(ss->w);
@@ -886,10 +895,8 @@ static void on_session_update(session_t *s, const sm_frame_t *f, const json_t *r
         sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
-    if (s->state != ST_REGISTERED) {
-        sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
+    if (!sm__sess_require_registered(s, f))
         return;
-    }
     if (sm__sfu_enabled(s->ss)) {
         sm__sfu_on_session_update(s, f, &p);
         return;

@@ -125,6 +125,9 @@ void sm__sess_bad_frame(session_t *s, const uint8_t *uuid, const char *msg, cons
  * when given).  Sends the error and returns false on failure. */
 bool sm__sess_check_identity(session_t *s, const sm_frame_t *f, sm_payload_str_t cid,
                              sm_payload_str_t token);
+/* Check order step 6 for messages that need a registration: sends ERROR
+ * 401 "client not registered" and returns false when s is not registered. */
+bool sm__sess_require_registered(session_t *s, const sm_frame_t *f);
 op_t *sm__sess_op_new(session_t *s, op_kind_t kind, const uint8_t *uuid);
 void sm__sess_op_free(op_t *op);
 /* The session's operation is over: continue with its waiting frames (or its
@@ -136,6 +139,12 @@ char *sm__sess_dup(sm_payload_str_t v);
 void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root);
 void sm__rooms_on_join(session_t *s, const sm_frame_t *f, const json_t *root);
 void sm__rooms_on_leave(session_t *s, const sm_frame_t *f, const json_t *root);
+/* One ROOM_EVENT frame {event, room_id, client_id?, reason?, tracks?,
+ * timestamp}, encoded once, to every connection in res->notify; "tracks"
+ * lists (sid, tracks[i].track_name) when sid is given and n > 0. */
+void sm__rooms_broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
+                         const char *room_id, const char *client_id, const char *reason,
+                         const char *sid, const sm_room_track_t *tracks, size_t n);
 /* Leave every room of the session's registration, with participant_left
  * events and store updates that nobody waits for. */
 void sm__rooms_leave_all(session_t *s);

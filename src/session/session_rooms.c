@@ -33,9 +33,9 @@
 
 /* ---- helpers ---- */
 
-/* One ROOM_EVENT frame to every connection in res->notify. */
-static void broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
-                      const char *room_id, const char *client_id, const char *reason)
+void sm__rooms_broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
+                         const char *room_id, const char *client_id, const char *reason,
+                         const char *sid, const sm_room_track_t *tracks, size_t n)
 {
     if (res->n_notify == 0)
         return;
@@ -47,13 +47,13 @@ static void broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char
         sm_reply_str(&r, "client_id", client_id);
     if (reason)
         sm_reply_str(&r, "reason", reason);
-    if (res->pub_sid && res->n_pub) {
-        /* cloudflare mode: the publications that stopped with this member */
+    if (sid && n) {
+        /* cloudflare mode: publications that started or stopped */
         json_t *list = json_array();
-        for (size_t i = 0; i < res->n_pub; i++) {
+        for (size_t i = 0; i < n; i++) {
             json_t *o = json_object();
-            json_object_set_new(o, "session_id", json_string(res->pub_sid));
-            json_object_set_new(o, "track_name", json_string(res->pub[i].track_name));
+            json_object_set_new(o, "session_id", json_string(sid));
+            json_object_set_new(o, "track_name", json_string(tracks[i].track_name));
             json_array_append_new(list, o);
         }
         sm_reply_json(&r, "tracks", list);
@@ -68,6 +68,15 @@ static void broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char
         sm_worker_send(ss->w, res->notify[i], sm_obuf_ref(b), 0, 0);
     }
     sm_obuf_unref(b);
+}
+
+/* ROOM_EVENT to res->notify; a leaving member's publications (res->pub,
+ * cloudflare mode) are named in "tracks". */
+static void broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
+                      const char *room_id, const char *client_id, const char *reason)
+{
+    sm__rooms_broadcast(ss, res, event, room_id, client_id, reason, res->pub_sid, res->pub,
+                        res->n_pub);
 }
 
 /* Store updates nobody waits for (leave on disconnect, idle close): the
@@ -128,14 +137,6 @@ static void ff_remove_member(sm_sessions_t *ss, const char *room_id, const char 
 static sm_member_ref_t me(const session_t *s)
 {
     return (sm_member_ref_t){.client_id = s->client_id, .serial = s->serial, .conn = s->conn};
-}
-
-static bool require_registered(session_t *s, const sm_frame_t *f)
-{
-    if (s->state == ST_REGISTERED)
-        return true;
-    sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
-    return false;
 }
 
 static void begin_op(session_t *s, op_t *op)
@@ -357,7 +358,8 @@ void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
         sm__sess_bad_frame(s, f->uuid, "offer_sdp: longer than 30000 bytes", "offer_sdp");
         return;
     }
-    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) ||
+        !sm__sess_require_registered(s, f))
         return;
     char room_id[SM_PROTO_ID_MAX + 1];
     if (p.room_id.ptr) {
@@ -366,7 +368,10 @@ void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
     } else {
         /* No id given: a random one ("room-" + 16 hex digits). */
         uint8_t rnd[16];
-        sm_uuid_v4(rnd);
+        if (sm_uuid_v4(rnd) != 0) {
+            sm__sess_error(s, f->uuid, 500, "internal error", NULL, NULL);
+            return;
+        }
         snprintf(room_id, sizeof room_id, "room-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
                  rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     }
@@ -465,7 +470,8 @@ void sm__rooms_on_join(session_t *s, const sm_frame_t *f, const json_t *root)
         sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
-    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) ||
+        !sm__sess_require_registered(s, f))
         return;
     if (sm__sfu_enabled(ss) && p.offer_sdp.ptr &&
         sm_sdp_media(p.offer_sdp.ptr, p.offer_sdp.len, NULL, 0) < 0) {
@@ -575,7 +581,8 @@ void sm__rooms_on_leave(session_t *s, const sm_frame_t *f, const json_t *root)
         sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
-    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) ||
+        !sm__sess_require_registered(s, f))
         return;
     char *room_id = sm__sess_dup(p.room_id);
     bool closed = false;

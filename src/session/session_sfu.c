@@ -496,38 +496,6 @@ void sm__sfu_ack_join(op_t *op, sm_reply_t *r)
     sm_reply_close(r);
 }
 
-/* ROOM_EVENT with a "tracks" list of publications to every res->notify. */
-static void broadcast_tracks(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
-                             const char *room_id, const char *client_id, const char *sid,
-                             const sm_room_track_t *tracks, size_t n)
-{
-    if (res->n_notify == 0)
-        return;
-    json_t *list = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "session_id", json_string(sid ? sid : ""));
-        json_object_set_new(o, "track_name", json_string(tracks[i].track_name));
-        json_array_append_new(list, o);
-    }
-    sm_reply_t r;
-    sm_reply_begin(&r, SM_MSG_ROOM_EVENT, NULL);
-    sm_reply_str(&r, "event", event);
-    sm_reply_str(&r, "room_id", room_id);
-    sm_reply_str(&r, "client_id", client_id);
-    sm_reply_json(&r, "tracks", list);
-    sm_reply_int(&r, "timestamp", sm_clock_wall_ms());
-    json_decref(list);
-    sm_obuf_t *b = sm_reply_finish(&r, NULL);
-    if (b == NULL)
-        return;
-    for (size_t i = 0; i < res->n_notify; i++) {
-        sm_count(&ss->ctr->msgs_out[sm_metric_msg_index(SM_MSG_ROOM_EVENT)], 1);
-        sm_worker_send(ss->w, res->notify[i], sm_obuf_ref(b), 0, 0);
-    }
-    sm_obuf_unref(b);
-}
-
 /* Was (session_id, track_name) in the publications the join pulled? */
 static bool pulled_already(const sm_sfu_ctx_t *c, const sm_room_pub_t *p)
 {
@@ -545,8 +513,8 @@ void sm__sfu_announce(op_t *op, const sm_room_result_t *res)
     if (c == NULL)
         return;
     if (c->pub_sid && c->n_pub)
-        broadcast_tracks(op->ss, res, "tracks_published", op->room_id, op->client_id, c->pub_sid,
-                         c->pub, c->n_pub);
+        sm__rooms_broadcast(op->ss, res, "tracks_published", op->room_id, op->client_id, NULL,
+                            c->pub_sid, c->pub, c->n_pub);
     /* Publications committed while this join was pulling reached only the
      * members committed then: tell the joiner about them now, one event per
      * publisher, so it can pull them (SESSION_UPDATE pull). */
@@ -564,8 +532,8 @@ void sm__sfu_announce(op_t *op, const sm_room_result_t *res)
             j++;
         }
         if (k > 0)
-            broadcast_tracks(op->ss, &me_only, "tracks_published", op->room_id, now[i].client_id,
-                             now[i].session_id, missed, k);
+            sm__rooms_broadcast(op->ss, &me_only, "tracks_published", op->room_id, now[i].client_id,
+                                NULL, now[i].session_id, missed, k);
         i = j;
     }
     sm_room_pubs_free(now, n);
