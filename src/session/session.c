@@ -695,10 +695,15 @@ static void on_client_fetched(int status, const sm_store_result_t *res, void *ar
         status == 0 && res->client && res->client->token_sha256 &&
         unhex(res->client->token_sha256, strlen(res->client->token_sha256), want, sizeof want) &&
         sm_auth_digest_equal(want, op->token_digest);
-    if (ok) {
+    if (s->ended) {
+        /* The connection went while the store was read: nobody to accept
+         * (no client.connected for a gone session, and no resume token
+         * taking a registration over for it). */
+    } else if (ok) {
         char *cid = op->client_id;
         op->client_id = NULL;
         if (s->state == ST_AWAITING) {
+            free(s->store_digest); /* from a CONNECT that failed later */
             s->store_digest = sm_xmalloc(SM_AUTH_DIGEST_LEN);
             memcpy(s->store_digest, op->token_digest, SM_AUTH_DIGEST_LEN);
         }
