@@ -101,6 +101,17 @@ static void timer_closed(uv_handle_t *h)
     free(h);
 }
 
+/* A one-shot timer calling cb(data) after PULL_RETRY_MS; close it with
+ * uv_close(.., timer_closed). */
+static uv_timer_t *retry_later(sm_sessions_t *ss, uv_timer_cb cb, void *data)
+{
+    uv_timer_t *t = sm_xmalloc(sizeof *t);
+    uv_timer_init(sm_worker_loop(ss->w), t);
+    t->data = data;
+    uv_timer_start(t, cb, PULL_RETRY_MS, 0);
+    return t;
+}
+
 static void ctx_stop_timer(sm_sfu_ctx_t *c)
 {
     if (c->timer) {
@@ -205,6 +216,15 @@ static void close_ff(sm_sessions_t *ss, const char *sid, const char *const *mids
 static void step_sub_session(op_t *op);
 static void step_pull(op_t *op);
 
+/* The create or join ends with status (session_rooms.c answers it). */
+static void op_failed(op_t *op, int status)
+{
+    if (op->sfu->joining)
+        sm__rooms_join_failed(op, status);
+    else
+        sm__rooms_create_failed(op, status);
+}
+
 static void fail(op_t *op, int err, const char *what)
 {
     SM_LOG(SM_LOG_WARN, SM_MSG("SFU call failed"), SM_STR("step", what),
@@ -213,11 +233,7 @@ static void fail(op_t *op, int err, const char *what)
     /* Only "the SFU refused the SDP" (400) and our own cap (503) are worth
      * telling apart; 406/410/404 from the SFU are its failures, not a room
      * that exists or not: 503 like every other SFU failure. */
-    int status = err == SM_EINVAL || err == SM_EFULL ? err : SM_EUNAVAIL;
-    if (op->sfu->joining)
-        sm__rooms_join_failed(op, status);
-    else
-        sm__rooms_create_failed(op, status);
+    op_failed(op, err == SM_EINVAL || err == SM_EFULL ? err : SM_EUNAVAIL);
 }
 
 static void on_push(const sm_cf_result_t *r, void *arg)
@@ -345,10 +361,7 @@ static void on_pull(const sm_cf_result_t *r, void *arg)
     }
     if (all_not_sending(r) && uv_now(sm_worker_loop(ss->w)) + PULL_RETRY_MS < c->pull_deadline) {
         /* Nothing is pending on the session: try again shortly. */
-        c->timer = sm_xmalloc(sizeof *c->timer);
-        uv_timer_init(sm_worker_loop(ss->w), c->timer);
-        c->timer->data = op;
-        uv_timer_start(c->timer, on_retry_timer, PULL_RETRY_MS, 0);
+        c->timer = retry_later(ss, on_retry_timer, op);
         return;
     }
     c->sub_offer = r->sdp ? sm_xstrdup(r->sdp) : NULL;
@@ -386,10 +399,7 @@ static void start(op_t *op, const char *offer, size_t len, bool joining)
         c->offer_len = len;
     }
     if (!reserve_sessions(ss, c, offer ? 2 : 1)) {
-        if (joining)
-            sm__rooms_join_failed(op, SM_EFULL);
-        else
-            sm__rooms_create_failed(op, SM_EFULL);
+        op_failed(op, SM_EFULL);
         return;
     }
     int rc = offer ? sm_cf_session_new(ss->srv->cf, on_pub_session, op)
@@ -611,15 +621,10 @@ static int submit_pull(upd_t *u)
     return sm_cf_pull(u->s->ss->srv->cf, u->sid, tracks, n, on_update_done, u);
 }
 
-static void upd_timer_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static void on_upd_retry(uv_timer_t *t)
 {
     upd_t *u = t->data;
-    uv_close((uv_handle_t *)t, upd_timer_closed);
+    uv_close((uv_handle_t *)t, timer_closed);
     u->timer = NULL;
     if (submit_pull(u) == 0) {
         sm_worker_op_begin(u->s->ss->w);
@@ -647,10 +652,7 @@ static void on_update_done(const sm_cf_result_t *r, void *arg)
     }
     if (u->action == SM_PAYLOAD_ACTION_PULL && all_not_sending(r) &&
         uv_now(sm_worker_loop(ss->w)) + PULL_RETRY_MS < u->deadline) {
-        u->timer = sm_xmalloc(sizeof *u->timer);
-        uv_timer_init(sm_worker_loop(ss->w), u->timer);
-        u->timer->data = u;
-        uv_timer_start(u->timer, on_upd_retry, PULL_RETRY_MS, 0);
+        u->timer = retry_later(ss, on_upd_retry, u);
         return;
     }
     sm_reply_t rep;
