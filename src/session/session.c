@@ -558,6 +558,7 @@ static void detach_unlink(session_t *s)
     if (s->detached) {
         sm_list_remove(&s->dnode);
         s->detached = false;
+        s->ss->ndetached--;
     }
 }
 
@@ -1138,6 +1139,7 @@ static void start_window(session_t *s)
     s->detach_deadline = uv_now(sm_worker_loop(ss->w)) + ss->cfg->server_resume_window;
     bool was_empty = sm_list_empty(&ss->detached);
     sm_list_insert_tail(&ss->detached, &s->dnode);
+    ss->ndetached++;
     if (was_empty)
         arm_detach_timer(ss);
     SM_LOG(SM_LOG_INFO, SM_MSG("session detached, waiting for a resume"),
@@ -1209,10 +1211,7 @@ void sm_sessions_drain(sm_sessions_t *ss)
 
 size_t sm_sessions_count(const sm_sessions_t *ss)
 {
-    size_t n = ss->table.count;
-    for (sm_list_t *l = ss->detached.next; l != &ss->detached; l = l->next)
-        n++;
-    return n;
+    return ss->table.count + ss->ndetached;
 }
 
 /* ---- lifecycle ---- */

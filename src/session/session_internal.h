@@ -108,6 +108,7 @@ struct sm_sessions_s {
     sm_list_t reg_timeouts;
     uv_timer_t timer;
     sm_list_t detached; /* ordered by deadline (one fixed window) */
+    size_t ndetached;   /* its length (sm_sessions_count runs every loop turn) */
     uv_timer_t detach_timer;
     uv_timer_t reap_timer; /* worker 0: idle rooms */
     int closing;           /* handles still closing at free */
