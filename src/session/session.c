@@ -199,11 +199,14 @@ static void undo_late_insert(op_t *op)
 {
     sm_sessions_t *ss = op->ss;
     op->s = NULL;
-    if (sm_store_delete_registration(ss->srv->store, op->client_id, op->session_id,
-                                     sm_worker_taskq(ss->w), on_orphan_deleted, op) == 0) {
+    int rc = sm_store_delete_registration(ss->srv->store, op->client_id, op->session_id,
+                                          sm_worker_taskq(ss->w), on_orphan_deleted, op);
+    if (rc == 0) {
         sm_worker_op_begin(ss->w);
         return;
     }
+    SM_LOG(SM_LOG_ERROR, SM_MSG("could not remove a registration after a timeout"),
+           SM_STR("client_id", op->client_id), SM_STR("error", sm_strerror(rc)));
     sm__sess_op_free(op);
 }
 
@@ -1103,12 +1106,15 @@ static void session_end(session_t *s)
         if (sm_registry_release(ss->srv->registry, s->client_id, s->serial) == 0) {
             sm__rooms_leave_all(s);
             op_t *op = sm__sess_op_new(s, OP_RELEASE, NULL);
-            if (sm_store_delete_registration(ss->srv->store, s->client_id, s->session_id,
-                                             sm_worker_taskq(ss->w), on_release_done, op) == 0) {
+            int rc = sm_store_delete_registration(ss->srv->store, s->client_id, s->session_id,
+                                                  sm_worker_taskq(ss->w), on_release_done, op);
+            if (rc == 0) {
                 sm_worker_op_begin(ss->w);
                 s->op = op;
                 return;
             }
+            SM_LOG(SM_LOG_ERROR, SM_MSG("could not delete a registration"),
+                   SM_STR("client_id", s->client_id), SM_STR("error", sm_strerror(rc)));
             sm__sess_op_free(op);
         }
     }

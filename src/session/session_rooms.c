@@ -87,14 +87,21 @@ typedef struct {
     char *id;
 } ff_t;
 
+/* A room store update that nobody retries: logged, never silent (start-up
+ * clean-up removes the stale row).  status is its submission or outcome. */
+static void log_store_failure(const char *what, const char *room_id, int status)
+{
+    if (status != 0 && status != SM_ENOTFOUND)
+        SM_LOG(SM_LOG_WARN, SM_MSG("room store update failed"), SM_STR("op", what),
+               SM_STR("room_id", room_id), SM_STR("error", sm_strerror(status)));
+}
+
 static void ff_done(int status, const sm_store_result_t *res, void *arg)
 {
     (void)res;
     ff_t *ff = arg;
     sm_worker_op_end(ff->w);
-    if (status != 0 && status != SM_ENOTFOUND)
-        SM_LOG(SM_LOG_WARN, SM_MSG("room store update failed"), SM_STR("op", ff->what),
-               SM_STR("room_id", ff->id), SM_STR("error", sm_strerror(status)));
+    log_store_failure(ff->what, ff->id, status);
     free(ff->id);
     free(ff);
 }
@@ -113,6 +120,7 @@ static void ff_submit(sm_sessions_t *ss, int rc, ff_t *ff)
     if (rc == 0) {
         sm_worker_op_begin(ss->w);
     } else {
+        log_store_failure(ff->what, ff->id, rc);
         free(ff->id);
         free(ff);
     }
@@ -564,9 +572,7 @@ static void on_leave_done(int status, const sm_store_result_t *res, void *arg)
     op_t *op = arg;
     session_t *s = op->s;
     sm_worker_op_end(op->ss->w);
-    if (status != 0 && status != SM_ENOTFOUND)
-        SM_LOG(SM_LOG_WARN, SM_MSG("room store update failed"), SM_STR("op", "leave"),
-               SM_STR("room_id", op->room_id), SM_STR("error", sm_strerror(status)));
+    log_store_failure("leave", op->room_id, status);
     send_leave_ack(s, op->uuid, op->room_id);
     sm__sess_op_free(op);
     sm__sess_op_done(s);
@@ -598,6 +604,7 @@ void sm__rooms_on_leave(session_t *s, const sm_frame_t *f, const json_t *root)
                     : sm_store_remove_member(ss->srv->store, room_id, s->client_id,
                                              sm_worker_taskq(ss->w), on_leave_done, op);
     if (rc != 0) {
+        log_store_failure("leave", room_id, rc);
         send_leave_ack(s, f->uuid, room_id);
         sm__sess_op_free(op);
         return;

@@ -203,10 +203,13 @@ static void close_ff(sm_sessions_t *ss, const char *sid, const char *const *mids
     close_ff_t *x = sm_xmalloc(sizeof *x);
     x->w = ss->w;
     x->sid = sm_xstrdup(sid);
-    if (sm_cf_close(ss->srv->cf, sid, mids, n, true, on_close_ff, x) == 0) {
+    int rc = sm_cf_close(ss->srv->cf, sid, mids, n, true, on_close_ff, x);
+    if (rc == 0) {
         sm_worker_op_begin(ss->w);
         return;
     }
+    SM_LOG(SM_LOG_WARN, SM_MSG("SFU track close failed"), SM_STR("session_id", sid),
+           SM_STR("error", sm_strerror(rc)));
     free(x->sid);
     free(x);
 }
