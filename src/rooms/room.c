@@ -378,8 +378,8 @@ int sm_rooms_join(sm_rooms_t *r, const char *room_id, const sm_member_ref_t *m)
     return rc;
 }
 
-bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
-                        bool ok, const sm_room_sfu_t *sfu, sm_room_result_t *res)
+bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id, bool ok,
+                        const sm_room_sfu_t *sfu, sm_room_result_t *res)
 {
     bool committed = false;
     memset(res, 0, sizeof *res);
@@ -390,7 +390,6 @@ bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_i
     /* A pending member matches by client id alone: a resume may have moved
      * it to the new session (sm_rooms_update_member) while the store wrote
      * it; the membership follows the client either way. */
-    (void)serial;
     if (m && m->pending) {
         if (ok) {
             m->pending = false;

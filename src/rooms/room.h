@@ -109,8 +109,8 @@ int sm_rooms_join(sm_rooms_t *r, const char *room_id, const sm_member_ref_t *m);
  * and returns true.  Returns false when the member is not committed (!ok, or
  * the room closed meanwhile: the caller answers 404).  The pending member is
  * found by client_id (a resume may have given it another serial). */
-bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
-                        bool ok, const sm_room_sfu_t *sfu, sm_room_result_t *res);
+bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id, bool ok,
+                        const sm_room_sfu_t *sfu, sm_room_result_t *res);
 
 /* ---- cloudflare mode ---- */
 

@@ -428,8 +428,8 @@ static void on_join_member(int status, const sm_store_result_t *res, void *arg)
     sm_room_result_t rr;
     sm_room_sfu_t sfu;
     sm__sfu_state(op, &sfu);
-    bool committed = sm_rooms_join_done(ss->srv->rooms, op->room_id, s->client_id, op->serial,
-                                        status == 0, &sfu, &rr);
+    bool committed =
+        sm_rooms_join_done(ss->srv->rooms, op->room_id, s->client_id, status == 0, &sfu, &rr);
     if (status == 0 && !committed) {
         /* The room closed while the store wrote the membership. */
         ff_remove_member(ss, op->room_id, s->client_id);
@@ -512,7 +512,7 @@ void sm__rooms_join_failed(op_t *op, int status)
 {
     session_t *s = op->s;
     sm_room_result_t rr;
-    sm_rooms_join_done(op->ss->srv->rooms, op->room_id, s->client_id, op->serial, false, NULL, &rr);
+    sm_rooms_join_done(op->ss->srv->rooms, op->room_id, s->client_id, false, NULL, &rr);
     sm_room_result_free(&rr);
     op_error(op, status);
     sm__sess_op_free(op);
