@@ -686,9 +686,9 @@ int sm_rooms_find_sfu_session(sm_rooms_t *r, const char *client_id, uint64_t ser
         member_t *m = find_member(c->rooms[i], client_id, NULL);
         if (m == NULL || m->pending || m->serial != serial)
             continue;
-        if ((m->pub_sid && strcmp(m->pub_sid, sid) == 0) ||
-            (m->sub_sid && strcmp(m->sub_sid, sid) == 0)) {
-            *is_sub = m->sub_sid && strcmp(m->sub_sid, sid) == 0;
+        bool sub = m->sub_sid && strcmp(m->sub_sid, sid) == 0;
+        if (sub || (m->pub_sid && strcmp(m->pub_sid, sid) == 0)) {
+            *is_sub = sub;
             *room_id = sm_xstrdup(c->rooms[i]->id);
             rc = 0;
         }

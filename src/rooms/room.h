@@ -130,8 +130,8 @@ int sm_rooms_pulled(sm_rooms_t *r, const char *room_id, const char *client_id, u
 int sm_rooms_unpublish(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
                        const char *const *mids, size_t n);
 /* Which of the member's rooms an SFU session id belongs to.  0 with
- * *room_id (malloc'd), *is_sub and the member's sub session (malloc'd, may
- * be NULL) filled; SM_ENOTFOUND when it is none of the member's sessions. */
+ * *room_id (malloc'd) and *is_sub (sid is the subscribe session) filled;
+ * SM_ENOTFOUND when it is none of the member's sessions. */
 int sm_rooms_find_sfu_session(sm_rooms_t *r, const char *client_id, uint64_t serial,
                               const char *sid, char **room_id, bool *is_sub);
 
