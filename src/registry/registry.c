@@ -114,95 +114,80 @@ int sm_registry_claim(sm_registry_t *r, const char *client_id, const sm_reg_hold
     return 0;
 }
 
-int sm_registry_commit(sm_registry_t *r, const char *client_id, uint64_t serial)
+/* Lock client_id's shard and find its entry held by serial (*e = NULL when
+ * absent or held by another serial).  The caller unlocks the returned shard. */
+static shard_t *lock_held(sm_registry_t *r, const char *client_id, uint64_t serial, entry_t **e)
 {
     size_t len = strlen(client_id);
     uint64_t hash = sm_hash_bytes(client_id, len);
     shard_t *s = shard_for(r, hash);
-    int rc = SM_ENOTFOUND;
     pthread_mutex_lock(&s->lock);
-    entry_t *e = find(s, hash, client_id, len);
-    if (e && e->h.serial == serial) {
-        if (!e->h.registered) {
-            e->h.registered = true;
-            atomic_fetch_add_explicit(&r->registered, 1, memory_order_relaxed);
-        }
-        rc = 0;
+    entry_t *cur = find(s, hash, client_id, len);
+    *e = cur && cur->h.serial == serial ? cur : NULL;
+    return s;
+}
+
+int sm_registry_commit(sm_registry_t *r, const char *client_id, uint64_t serial)
+{
+    entry_t *e;
+    shard_t *s = lock_held(r, client_id, serial, &e);
+    if (e && !e->h.registered) {
+        e->h.registered = true;
+        atomic_fetch_add_explicit(&r->registered, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&s->lock);
-    return rc;
+    return e ? 0 : SM_ENOTFOUND;
 }
 
 int sm_registry_set_releasing(sm_registry_t *r, const char *client_id, uint64_t serial,
                               bool releasing)
 {
-    size_t len = strlen(client_id);
-    uint64_t hash = sm_hash_bytes(client_id, len);
-    shard_t *s = shard_for(r, hash);
-    int rc = SM_ENOTFOUND;
-    pthread_mutex_lock(&s->lock);
-    entry_t *e = find(s, hash, client_id, len);
-    if (e && e->h.serial == serial) {
+    entry_t *e;
+    shard_t *s = lock_held(r, client_id, serial, &e);
+    if (e)
         e->h.releasing = releasing;
-        rc = 0;
-    }
     pthread_mutex_unlock(&s->lock);
-    return rc;
+    return e ? 0 : SM_ENOTFOUND;
 }
 
-int sm_registry_set_conn(sm_registry_t *r, const char *client_id, uint64_t serial,
-                         sm_handle_t conn)
+int sm_registry_set_conn(sm_registry_t *r, const char *client_id, uint64_t serial, sm_handle_t conn)
 {
-    size_t len = strlen(client_id);
-    uint64_t hash = sm_hash_bytes(client_id, len);
-    shard_t *s = shard_for(r, hash);
-    int rc = SM_ENOTFOUND;
-    pthread_mutex_lock(&s->lock);
-    entry_t *e = find(s, hash, client_id, len);
-    if (e && e->h.serial == serial) {
+    entry_t *e;
+    shard_t *s = lock_held(r, client_id, serial, &e);
+    if (e)
         e->h.conn = conn;
-        rc = 0;
-    }
     pthread_mutex_unlock(&s->lock);
-    return rc;
+    return e ? 0 : SM_ENOTFOUND;
 }
 
 int sm_registry_takeover(sm_registry_t *r, const char *client_id, uint64_t expect_serial,
                          const sm_reg_holder_t *h)
 {
-    size_t len = strlen(client_id);
-    uint64_t hash = sm_hash_bytes(client_id, len);
-    shard_t *s = shard_for(r, hash);
-    int rc = SM_ENOTFOUND;
-    pthread_mutex_lock(&s->lock);
-    entry_t *e = find(s, hash, client_id, len);
-    if (e && e->h.serial == expect_serial) {
+    entry_t *e;
+    shard_t *s = lock_held(r, client_id, expect_serial, &e);
+    if (e) {
         if (e->h.registered && !h->registered)
             atomic_fetch_sub_explicit(&r->registered, 1, memory_order_relaxed);
         else if (!e->h.registered && h->registered)
             atomic_fetch_add_explicit(&r->registered, 1, memory_order_relaxed);
         e->h = *h;
-        rc = 0;
     }
     pthread_mutex_unlock(&s->lock);
-    return rc;
+    return e ? 0 : SM_ENOTFOUND;
 }
 
 int sm_registry_release(sm_registry_t *r, const char *client_id, uint64_t serial)
 {
-    size_t len = strlen(client_id);
-    uint64_t hash = sm_hash_bytes(client_id, len);
-    shard_t *s = shard_for(r, hash);
-    pthread_mutex_lock(&s->lock);
-    entry_t *e = find(s, hash, client_id, len);
-    if (e == NULL || e->h.serial != serial) {
-        pthread_mutex_unlock(&s->lock);
-        return SM_ENOTFOUND;
+    entry_t *e;
+    shard_t *s = lock_held(r, client_id, serial, &e);
+    if (e) {
+        sm_hmap_remove(&s->map, &e->node);
+        if (e->h.registered)
+            atomic_fetch_sub_explicit(&r->registered, 1, memory_order_relaxed);
     }
-    sm_hmap_remove(&s->map, &e->node);
-    if (e->h.registered)
-        atomic_fetch_sub_explicit(&r->registered, 1, memory_order_relaxed);
     pthread_mutex_unlock(&s->lock);
+    if (e == NULL)
+        return SM_ENOTFOUND;
     free(e);
     return 0;
 }

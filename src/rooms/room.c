@@ -248,7 +248,8 @@ static void collect(room_t *room, const char *except, sm_room_result_t *res, boo
     res->notify = sm_xcalloc(room->n ? room->n : 1, sizeof *res->notify);
     res->n_notify = 0;
     if (with_participants) {
-        res->participants = sm_xcalloc(room->n ? room->n : 1, sizeof *res->participants);
+        /* + 1: NULL-terminated, so that it goes into a reply as it is */
+        res->participants = sm_xcalloc(room->n + 1, sizeof *res->participants);
         res->n_participants = 0;
     }
     for (size_t i = 0; i < room->n; i++) {
@@ -377,9 +378,8 @@ int sm_rooms_join(sm_rooms_t *r, const char *room_id, const sm_member_ref_t *m)
     return rc;
 }
 
-bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id,
-                        uint64_t serial, bool ok, const sm_room_sfu_t *sfu,
-                        sm_room_result_t *res)
+bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id, bool ok,
+                        const sm_room_sfu_t *sfu, sm_room_result_t *res)
 {
     bool committed = false;
     memset(res, 0, sizeof *res);
@@ -390,7 +390,6 @@ bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_i
     /* A pending member matches by client id alone: a resume may have moved
      * it to the new session (sm_rooms_update_member) while the store wrote
      * it; the membership follows the client either way. */
-    (void)serial;
     if (m && m->pending) {
         if (ok) {
             m->pending = false;
@@ -472,28 +471,33 @@ size_t sm_rooms_update_member(sm_rooms_t *r, const char *client_id, uint64_t old
     return n;
 }
 
+/* Whether the NUL-terminated id equals the len bytes at p. */
+static bool id_eq(const char *id, const char *p, size_t len)
+{
+    return strlen(id) == len && memcmp(id, p, len) == 0;
+}
+
+/* On the SIGNAL path (routing.require_shared_room): no allocation under the
+ * lock, ids are compared by length. */
 bool sm_rooms_shared(sm_rooms_t *r, const char *a, size_t alen, const char *b, size_t blen)
 {
     bool shared = false;
     pthread_mutex_lock(&r->lock);
     cidx_t *ca = find_client(r, a, alen);
-    char *bid = sm_xstrndup(b, blen);
     for (size_t i = 0; ca && i < ca->n && !shared; i++) {
         room_t *room = ca->rooms[i];
-        member_t *ma = NULL, *mb = NULL;
+        bool has_a = false, has_b = false;
         for (size_t k = 0; k < room->n; k++) {
             if (room->members[k].pending)
                 continue;
-            if (strlen(room->members[k].client_id) == alen &&
-                memcmp(room->members[k].client_id, a, alen) == 0)
-                ma = &room->members[k];
-            else if (strcmp(room->members[k].client_id, bid) == 0)
-                mb = &room->members[k];
+            if (id_eq(room->members[k].client_id, a, alen))
+                has_a = true;
+            else if (id_eq(room->members[k].client_id, b, blen))
+                has_b = true;
         }
-        shared = ma && mb;
+        shared = has_a && has_b;
     }
     pthread_mutex_unlock(&r->lock);
-    free(bid);
     return shared;
 }
 
@@ -649,8 +653,8 @@ int sm_rooms_pulled(sm_rooms_t *r, const char *room_id, const char *client_id, u
     return rc;
 }
 
-int sm_rooms_unpublish(sm_rooms_t *r, const char *room_id, const char *client_id,
-                       uint64_t serial, const char *const *mids, size_t n)
+int sm_rooms_unpublish(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
+                       const char *const *mids, size_t n)
 {
     int rc = SM_ENOTFOUND;
     pthread_mutex_lock(&r->lock);
@@ -682,9 +686,9 @@ int sm_rooms_find_sfu_session(sm_rooms_t *r, const char *client_id, uint64_t ser
         member_t *m = find_member(c->rooms[i], client_id, NULL);
         if (m == NULL || m->pending || m->serial != serial)
             continue;
-        if ((m->pub_sid && strcmp(m->pub_sid, sid) == 0) ||
-            (m->sub_sid && strcmp(m->sub_sid, sid) == 0)) {
-            *is_sub = m->sub_sid && strcmp(m->sub_sid, sid) == 0;
+        bool sub = m->sub_sid && strcmp(m->sub_sid, sid) == 0;
+        if (sub || (m->pub_sid && strcmp(m->pub_sid, sid) == 0)) {
+            *is_sub = sub;
             *room_id = sm_xstrdup(c->rooms[i]->id);
             rc = 0;
         }

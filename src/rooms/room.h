@@ -49,11 +49,11 @@ typedef struct {
 
 /* SFU state of a member (cloudflare mode); all NULL/0 in p2p mode. */
 typedef struct {
-    const char *pub_sid;             /* publish SFU session */
-    const sm_room_track_t *pub;      /* its published tracks */
+    const char *pub_sid;        /* publish SFU session */
+    const sm_room_track_t *pub; /* its published tracks */
     size_t n_pub;
-    const char *sub_sid;             /* subscribe SFU session */
-    const char *const *pulled;       /* mids pulled on the subscribe session */
+    const char *sub_sid;       /* subscribe SFU session */
+    const char *const *pulled; /* mids pulled on the subscribe session */
     size_t n_pulled;
 } sm_room_sfu_t;
 
@@ -61,7 +61,8 @@ typedef struct {
 typedef struct {
     sm_handle_t *notify; /* live connections of the other members */
     size_t n_notify;
-    char **participants; /* committed members' client ids, in join order */
+    char **participants; /* committed members' client ids, in join order,
+                            NULL-terminated (when not NULL itself) */
     size_t n_participants;
     char *offer_sdp; /* the creator's offer, for the first joiner only */
     bool closed;     /* the last member left: the room is gone */
@@ -108,9 +109,8 @@ int sm_rooms_join(sm_rooms_t *r, const char *room_id, const sm_member_ref_t *m);
  * and returns true.  Returns false when the member is not committed (!ok, or
  * the room closed meanwhile: the caller answers 404).  The pending member is
  * found by client_id (a resume may have given it another serial). */
-bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id,
-                        uint64_t serial, bool ok, const sm_room_sfu_t *sfu,
-                        sm_room_result_t *res);
+bool sm_rooms_join_done(sm_rooms_t *r, const char *room_id, const char *client_id, bool ok,
+                        const sm_room_sfu_t *sfu, sm_room_result_t *res);
 
 /* ---- cloudflare mode ---- */
 
@@ -127,11 +127,11 @@ int sm_rooms_set_sub(sm_rooms_t *r, const char *room_id, const char *client_id, 
 int sm_rooms_pulled(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
                     const char *const *mids, size_t n, bool add);
 /* Drop published tracks (by mid) of a member.  0 or SM_ENOTFOUND. */
-int sm_rooms_unpublish(sm_rooms_t *r, const char *room_id, const char *client_id,
-                       uint64_t serial, const char *const *mids, size_t n);
+int sm_rooms_unpublish(sm_rooms_t *r, const char *room_id, const char *client_id, uint64_t serial,
+                       const char *const *mids, size_t n);
 /* Which of the member's rooms an SFU session id belongs to.  0 with
- * *room_id (malloc'd), *is_sub and the member's sub session (malloc'd, may
- * be NULL) filled; SM_ENOTFOUND when it is none of the member's sessions. */
+ * *room_id (malloc'd) and *is_sub (sid is the subscribe session) filled;
+ * SM_ENOTFOUND when it is none of the member's sessions. */
 int sm_rooms_find_sfu_session(sm_rooms_t *r, const char *client_id, uint64_t serial,
                               const char *sid, char **room_id, bool *is_sub);
 

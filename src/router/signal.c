@@ -26,16 +26,25 @@
 #include "rooms/room.h"
 #include "session/session_internal.h"
 
-/* A SIGNAL frame with a JSON payload of len bytes at p, fresh uuid. */
-static sm_obuf_t *frame_json(const char *p, size_t len)
+/* The relayed frame's fresh uuid.  As in sm_reply_begin, a failing CSPRNG
+ * gives the nil uuid rather than leaving stack bytes in the frame. */
+static void relay_uuid(uint8_t *uuid)
+{
+    if (sm_uuid_v4(uuid) != 0)
+        memset(uuid, 0, SM_PROTO_UUID_SIZE);
+}
+
+/* A SIGNAL frame for a JSON payload of len bytes, fresh uuid, header
+ * written; the caller writes the payload at *payload, then finishes it with
+ * sm_obuf_finish_ws(b, SM_PROTO_HEADER_SIZE + len, 0x2). */
+static sm_obuf_t *frame_json_begin(size_t len, char **payload)
 {
     uint8_t uuid[SM_PROTO_UUID_SIZE];
-    sm_uuid_v4(uuid);
+    relay_uuid(uuid);
     sm_obuf_t *b = sm_obuf_new(SM_PROTO_HEADER_SIZE + len);
     uint8_t *body = sm_obuf_body(b);
     sm_frame_encode_header(body, SM_MSG_SIGNAL, uuid, SM_PAYLOAD_JSON, len);
-    memcpy(body + SM_PROTO_HEADER_SIZE, p, len);
-    sm_obuf_finish_ws(b, SM_PROTO_HEADER_SIZE + len, 0x2);
+    *payload = (char *)body + SM_PROTO_HEADER_SIZE;
     return b;
 }
 
@@ -49,7 +58,13 @@ static sm_obuf_t *relay_json(const sm_frame_t *f, const json_t *root, const char
         char *text = json_dumps(copy, JSON_COMPACT);
         json_decref(copy);
         size_t len = strlen(text);
-        sm_obuf_t *b = len <= SM_PROTO_MAX_PAYLOAD ? frame_json(text, len) : NULL;
+        sm_obuf_t *b = NULL;
+        if (len <= SM_PROTO_MAX_PAYLOAD) {
+            char *o;
+            b = frame_json_begin(len, &o);
+            memcpy(o, text, len);
+            sm_obuf_finish_ws(b, SM_PROTO_HEADER_SIZE + len, 0x2);
+        }
         free(text);
         return b;
     }
@@ -60,8 +75,8 @@ static sm_obuf_t *relay_json(const sm_frame_t *f, const json_t *root, const char
     while (end > 0 && p[end - 1] != '}')
         end--;
     size_t first = 1;
-    while (first < end - 1 && (p[first] == ' ' || p[first] == '\t' || p[first] == '\n' ||
-                               p[first] == '\r'))
+    while (first < end - 1 &&
+           (p[first] == ' ' || p[first] == '\t' || p[first] == '\n' || p[first] == '\r'))
         first++;
     bool empty = first == end - 1;
     static const char key[] = "\"from_client_id\":\"";
@@ -69,12 +84,8 @@ static sm_obuf_t *relay_json(const sm_frame_t *f, const json_t *root, const char
     size_t len = (end - 1) + (empty ? 0 : 1) + sizeof key - 1 + flen + 2;
     if (len > SM_PROTO_MAX_PAYLOAD)
         return NULL;
-    uint8_t uuid[SM_PROTO_UUID_SIZE];
-    sm_uuid_v4(uuid);
-    sm_obuf_t *b = sm_obuf_new(SM_PROTO_HEADER_SIZE + len);
-    uint8_t *body = sm_obuf_body(b);
-    sm_frame_encode_header(body, SM_MSG_SIGNAL, uuid, SM_PAYLOAD_JSON, len);
-    char *o = (char *)body + SM_PROTO_HEADER_SIZE;
+    char *o;
+    sm_obuf_t *b = frame_json_begin(len, &o);
     memcpy(o, p, end - 1);
     o += end - 1;
     if (!empty)
@@ -96,7 +107,7 @@ static sm_obuf_t *relay_binary(const sm_signal_bin_t *bin, const char *from)
     if (len > SM_PROTO_MAX_PAYLOAD)
         return NULL;
     uint8_t uuid[SM_PROTO_UUID_SIZE];
-    sm_uuid_v4(uuid);
+    relay_uuid(uuid);
     sm_obuf_t *b = sm_obuf_new(SM_PROTO_HEADER_SIZE + len);
     size_t w = 0;
     if (sm_signal_bin_encode_frame(sm_obuf_body(b), b->cap, uuid, from, flen, bin->body,
@@ -132,10 +143,8 @@ void sm__signal_on_frame(session_t *s, const sm_frame_t *f, const json_t *root)
         target = bin.client_id;
         tlen = bin.client_id_len;
     }
-    if (s->state != ST_REGISTERED) {
-        sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
+    if (!sm__sess_require_registered(s, f))
         return;
-    }
     sm_reg_holder_t h;
     if (sm_registry_lookup(ss->srv->registry, target, tlen, &h) != 0 || !h.registered ||
         h.conn == SM_HANDLE_NONE) {
@@ -161,8 +170,7 @@ void sm__signal_on_frame(session_t *s, const sm_frame_t *f, const json_t *root)
         b = relay_binary(&bin, s->client_id);
     }
     if (b == NULL) {
-        sm__sess_error(s, f->uuid, 413, "SIGNAL too large once the sender id is added", NULL,
-                       NULL);
+        sm__sess_error(s, f->uuid, 413, "SIGNAL too large once the sender id is added", NULL, NULL);
         return;
     }
     sm_count(&ss->ctr->msgs_out[sm_metric_msg_index(SM_MSG_SIGNAL)], 1);

@@ -72,20 +72,26 @@ static session_t *session_new(sm_sessions_t *ss, sm_handle_t h)
     s->conn = h;
     s->serial = ++ss->next_serial;
     s->in_table = true;
-    sm_bucket_init(&s->rate, (double)ss->cfg->limits_message_burst,
-                   uv_now(sm_worker_loop(ss->w)));
+    sm_bucket_init(&s->rate, (double)ss->cfg->limits_message_burst, uv_now(sm_worker_loop(ss->w)));
     sm_hmap_insert(&ss->table, &s->node, sm_hash_u64(h));
     return s;
 }
 
-static void session_free(session_t *s)
+static void drop_pending(session_t *s)
 {
-    SM_ASSERT(!s->in_table && s->op == NULL);
     while (s->pend_head) {
         sm_imsg_t *m = s->pend_head;
         s->pend_head = m->next;
         free(m);
     }
+    s->pend_tail = NULL;
+    s->npend = 0;
+}
+
+static void session_free(session_t *s)
+{
+    SM_ASSERT(!s->in_table && s->op == NULL);
+    drop_pending(s);
     free(s->client_id);
     free(s->bad_at);
     free(s->store_digest);
@@ -106,8 +112,8 @@ void sm__sess_send(session_t *s, sm_obuf_t *b, uint8_t type, uint16_t flags, uin
     sm_worker_send(s->ss->w, s->conn, b, flags, arg);
 }
 
-void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg,
-                       const char *dkey, const char *dval)
+void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg, const char *dkey,
+                    const char *dval)
 {
     sm_count(&s->ss->ctr->errors[sm_metric_error_index(code)], 1);
     sm__sess_send(s, sm_reply_error(uuid, code, msg, dkey, dval), SM_MSG_ERROR, 0, 0);
@@ -117,7 +123,7 @@ void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg
 static void close_with_notice(session_t *s, const char *reason, int code, bool reconnect)
 {
     sm__sess_send(s, sm_reply_disconnect(reason, code, reconnect), SM_MSG_DISCONNECT, SM_OUTF_CLOSE,
-               (uint32_t)code);
+                  (uint32_t)code);
     session_end(s);
 }
 
@@ -138,8 +144,8 @@ void sm__sess_bad_frame(session_t *s, const uint8_t *uuid, const char *msg, cons
         s->bad_count++;
     /* Full ring: bad_next now indexes the oldest of the last cap frames. */
     if (s->bad_count == cap && now - s->bad_at[s->bad_next] <= BAD_FRAME_WINDOW_MS) {
-        SM_LOG(SM_LOG_INFO, SM_MSG("too many malformed frames"),
-               SM_STR("client_id", s->client_id), SM_UINT("limit", cap - 1));
+        SM_LOG(SM_LOG_INFO, SM_MSG("too many malformed frames"), SM_STR("client_id", s->client_id),
+               SM_UINT("limit", cap - 1));
         close_with_notice(s, "too many malformed frames", 1008, false);
     }
 }
@@ -193,11 +199,14 @@ static void undo_late_insert(op_t *op)
 {
     sm_sessions_t *ss = op->ss;
     op->s = NULL;
-    if (sm_store_delete_registration(ss->srv->store, op->client_id, op->session_id,
-                                     sm_worker_taskq(ss->w), on_orphan_deleted, op) == 0) {
+    int rc = sm_store_delete_registration(ss->srv->store, op->client_id, op->session_id,
+                                          sm_worker_taskq(ss->w), on_orphan_deleted, op);
+    if (rc == 0) {
         sm_worker_op_begin(ss->w);
         return;
     }
+    SM_LOG(SM_LOG_ERROR, SM_MSG("could not remove a registration after a timeout"),
+           SM_STR("client_id", op->client_id), SM_STR("error", sm_strerror(rc)));
     sm__sess_op_free(op);
 }
 
@@ -219,6 +228,13 @@ void sm__sess_op_done(session_t *s)
 }
 
 static void on_register_put(int status, const sm_store_result_t *res, void *arg);
+
+/* ERROR 503 for a REGISTER or UNREGISTER the registration store failed. */
+static void store_unavailable(session_t *s, const uint8_t *uuid)
+{
+    sm__sess_error(s, uuid, 503, "registration store unavailable, try again later", "client_id",
+                   s->client_id);
+}
 
 static int submit_put(op_t *op)
 {
@@ -270,10 +286,9 @@ static void register_finish(op_t *op, int status)
         sm_registry_release(ss->srv->registry, s->client_id, s->serial);
         if (status == SM_ECONFLICT)
             sm__sess_error(s, op->uuid, 409, "client_id is already registered", "client_id",
-                       s->client_id);
+                           s->client_id);
         else
-            sm__sess_error(s, op->uuid, 503, "registration store unavailable, try again later",
-                       "client_id", s->client_id);
+            store_unavailable(s, op->uuid);
     }
     sm__sess_op_free(op);
     sm__sess_op_done(s);
@@ -373,12 +388,10 @@ static void on_unregister_done(int status, const sm_store_result_t *res, void *a
         sm_reply_str(&r, "message", "Unregistration successful");
         sm_reply_str(&r, "client_id", s->client_id);
         sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_UNREGISTER_ACK, 0, 0);
-        sm_events_emit(ss->srv->events, "client.unregistered", s->client_id, NULL,
-                       s->session_id);
+        sm_events_emit(ss->srv->events, "client.unregistered", s->client_id, NULL, s->session_id);
     } else {
         sm_registry_set_releasing(ss->srv->registry, s->client_id, s->serial, false);
-        sm__sess_error(s, op->uuid, 503, "registration store unavailable, try again later",
-                   "client_id", s->client_id);
+        store_unavailable(s, op->uuid);
     }
     sm__sess_op_free(op);
     sm__sess_op_done(s);
@@ -425,16 +438,22 @@ static void on_timeout_timer(uv_timer_t *t)
     arm_timeout_timer(ss);
 }
 
+/* Both deadline lists (registration timeouts, resume windows) are ordered:
+ * their timer is set for the first entry's deadline, or stopped (NULL). */
+static void arm_at(sm_sessions_t *ss, uv_timer_t *t, uv_timer_cb cb, const uint64_t *deadline)
+{
+    if (deadline == NULL) {
+        uv_timer_stop(t);
+        return;
+    }
+    uint64_t now = uv_now(sm_worker_loop(ss->w));
+    uv_timer_start(t, cb, *deadline > now ? *deadline - now : 0, 0);
+}
+
 static void arm_timeout_timer(sm_sessions_t *ss)
 {
     sm_list_t *n = sm_list_first(&ss->reg_timeouts);
-    if (n == NULL) {
-        uv_timer_stop(&ss->timer);
-        return;
-    }
-    op_t *op = SM_CONTAINER_OF(n, op_t, tnode);
-    uint64_t now = uv_now(sm_worker_loop(ss->w));
-    uv_timer_start(&ss->timer, on_timeout_timer, op->deadline > now ? op->deadline - now : 0, 0);
+    arm_at(ss, &ss->timer, on_timeout_timer, n ? &SM_CONTAINER_OF(n, op_t, tnode)->deadline : NULL);
 }
 
 /* ---- handlers ---- */
@@ -452,11 +471,11 @@ static bool same_client(const session_t *s, sm_payload_str_t cid)
 
 /* Steps 4 and 5 of the check order.  Sends the error and returns false. */
 bool sm__sess_check_identity(session_t *s, const sm_frame_t *f, sm_payload_str_t cid,
-                           sm_payload_str_t token)
+                             sm_payload_str_t token)
 {
     if (!same_client(s, cid)) {
         sm__sess_error(s, f->uuid, 403, "client_id does not match the connected client",
-                   "client_id", s->client_id);
+                       "client_id", s->client_id);
         return false;
     }
     if (token.ptr != NULL) {
@@ -479,6 +498,14 @@ bool sm__sess_check_identity(session_t *s, const sm_frame_t *f, sm_payload_str_t
     return true;
 }
 
+bool sm__sess_require_registered(session_t *s, const sm_frame_t *f)
+{
+    if (s->state == ST_REGISTERED)
+        return true;
+    sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
+    return false;
+}
+
 /* ---- resume (DECISIONS §3) ---- */
 
 static void hex(const uint8_t *in, size_t n, char *out)
@@ -497,9 +524,10 @@ static bool unhex(const char *in, size_t len, uint8_t *out, size_t n)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = in[i];
-        int v = c >= '0' && c <= '9' ? c - '0'
-              : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int v = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (v < 0)
             return false;
         if (i % 2 == 0)
@@ -533,6 +561,7 @@ static void detach_unlink(session_t *s)
     if (s->detached) {
         sm_list_remove(&s->dnode);
         s->detached = false;
+        s->ss->ndetached--;
     }
 }
 
@@ -611,8 +640,8 @@ static bool try_resume(session_t *s, sm_payload_str_t token)
     sm_rooms_update_member(ss->srv->rooms, s->client_id, h.serial, &m);
     post_xtask(ss, h.worker, XT_REPLACED, h.serial, h.conn);
     SM_LOG(SM_LOG_INFO, SM_MSG("session resumed"), SM_STR("client_id", s->client_id),
-           SM_STR("session_id", s->session_id), SM_BOOL("old_connection_open",
-                                                        h.conn != SM_HANDLE_NONE));
+           SM_STR("session_id", s->session_id),
+           SM_BOOL("old_connection_open", h.conn != SM_HANDLE_NONE));
     return true;
 }
 
@@ -629,7 +658,8 @@ static void connect_accept(session_t *s, const uint8_t *uuid, char *cid, const c
     s->client_id = cid;
     s->connected_at_ms = sm_clock_wall_ms();
     bool resumed = false;
-    if (sm_uuid_v4(s->resume_token) != 0) {
+    uint8_t sid[SM_PROTO_UUID_SIZE]; /* the session id unless resumed */
+    if (sm_uuid_v4(s->resume_token) != 0 || sm_uuid_v4(sid) != 0) {
         sm__sess_error(s, uuid, 500, "internal error", NULL, NULL);
         free(s->client_id);
         s->client_id = NULL;
@@ -637,11 +667,8 @@ static void connect_accept(session_t *s, const uint8_t *uuid, char *cid, const c
     }
     if (resume_token)
         resumed = try_resume(s, (sm_payload_str_t){.ptr = resume_token, .len = resume_len});
-    if (!resumed) {
-        uint8_t sid[SM_PROTO_UUID_SIZE];
-        sm_uuid_v4(sid);
+    if (!resumed)
         sm_uuid_format(sid, s->session_id);
-    }
     s->state = resumed ? ST_REGISTERED : ST_CONNECTED;
     char token[2 * sizeof s->resume_token + 1];
     hex(s->resume_token, sizeof s->resume_token, token);
@@ -668,14 +695,19 @@ static void on_client_fetched(int status, const sm_store_result_t *res, void *ar
     session_t *s = op->s;
     sm_worker_op_end(op->ss->w);
     uint8_t want[SM_AUTH_DIGEST_LEN];
-    bool ok = status == 0 && res->client && res->client->token_sha256 &&
-              unhex(res->client->token_sha256, strlen(res->client->token_sha256), want,
-                    sizeof want) &&
-              sm_auth_digest_equal(want, op->token_digest);
-    if (ok) {
+    bool ok =
+        status == 0 && res->client && res->client->token_sha256 &&
+        unhex(res->client->token_sha256, strlen(res->client->token_sha256), want, sizeof want) &&
+        sm_auth_digest_equal(want, op->token_digest);
+    if (s->ended) {
+        /* The connection went while the store was read: nobody to accept
+         * (no client.connected for a gone session, and no resume token
+         * taking a registration over for it). */
+    } else if (ok) {
         char *cid = op->client_id;
         op->client_id = NULL;
         if (s->state == ST_AWAITING) {
+            free(s->store_digest); /* from a CONNECT that failed later */
             s->store_digest = sm_xmalloc(SM_AUTH_DIGEST_LEN);
             memcpy(s->store_digest, op->token_digest, SM_AUTH_DIGEST_LEN);
         }
@@ -777,13 +809,14 @@ static void on_register(session_t *s, const sm_frame_t *f, const json_t *root)
         sm__sess_error(s, f->uuid, 409, "client already registered", "client_id", s->client_id);
         return;
     }
-    if (sm_registry_count(ss->srv->registry) >= (size_t)ss->cfg->limits_max_concurrent_registrations) {
+    if (sm_registry_count(ss->srv->registry) >=
+        (size_t)ss->cfg->limits_max_concurrent_registrations) {
         sm__sess_error(s, f->uuid, 503, "too many registrations on this server", "client_id",
                        s->client_id);
         return;
     }
-    sm_reg_holder_t h = {.serial = s->serial, .conn = s->conn,
-                         .worker = (uint16_t)sm_worker_index(ss->w)};
+    sm_reg_holder_t h = {
+        .serial = s->serial, .conn = s->conn, .worker = (uint16_t)sm_worker_index(ss->w)};
     memcpy(h.resume_token, s->resume_token, sizeof h.resume_token);
     memcpy(h.session_id, s->session_id, sizeof h.session_id);
     sm_reg_holder_t old;
@@ -792,9 +825,8 @@ static void on_register(session_t *s, const sm_frame_t *f, const json_t *root)
          * detached one (waiting for a resume) is taken over. */
         if (!old.registered || old.conn != SM_HANDLE_NONE ||
             sm_registry_takeover(ss->srv->registry, s->client_id, old.serial, &h) != 0) {
-            sm__sess_error(s, f->uuid, 409,
-                           "client_id is already registered by another session", "client_id",
-                           s->client_id);
+            sm__sess_error(s, f->uuid, 409, "client_id is already registered by another session",
+                           "client_id", s->client_id);
             return;
         }
         post_xtask(ss, old.worker, XT_EVICTED, old.serial, SM_HANDLE_NONE);
@@ -807,8 +839,7 @@ static void on_register(session_t *s, const sm_frame_t *f, const json_t *root)
     if (submit_put(op) != 0) {
         sm_registry_release(ss->srv->registry, s->client_id, s->serial);
         sm__sess_op_free(op);
-        sm__sess_error(s, f->uuid, 503, "registration store unavailable, try again later",
-                   "client_id", s->client_id);
+        store_unavailable(s, f->uuid);
         return;
     }
     s->op = op;
@@ -841,8 +872,7 @@ static void on_unregister(session_t *s, const sm_frame_t *f, const json_t *root)
                                      sm_worker_taskq(ss->w), on_unregister_done, op) != 0) {
         sm_registry_set_releasing(ss->srv->registry, s->client_id, s->serial, false);
         sm__sess_op_free(op);
-        sm__sess_error(s, f->uuid, 503, "registration store unavailable, try again later",
-                   "client_id", s->client_id);
+        store_unavailable(s, f->uuid);
         return;
     }
     sm_worker_op_begin(ss->w);
@@ -874,12 +904,10 @@ static void on_session_update(session_t *s, const sm_frame_t *f, const json_t *r
         sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
-    if (s->state != ST_REGISTERED) {
-        sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
+    if (!sm__sess_require_registered(s, f))
         return;
-    }
     if (sm__sfu_enabled(s->ss)) {
-        sm__sfu_on_session_update(s, f, root);
+        sm__sfu_on_session_update(s, f, &p);
         return;
     }
     sm__sess_error(s, f->uuid, 400, "SESSION_UPDATE is only used with webrtc.mode=cloudflare",
@@ -1039,6 +1067,18 @@ void sm_sessions_on_frame(sm_sessions_t *ss, sm_handle_t h, sm_imsg_t *m)
 
 /* ---- end of a session ---- */
 
+/* The connection is gone (or no longer ours): out of the table, and the
+ * frames it sent that still waited are dropped. */
+static void drop_conn(session_t *s)
+{
+    if (s->in_table) {
+        sm_hmap_remove(&s->ss->table, &s->node);
+        s->in_table = false;
+    }
+    s->conn = SM_HANDLE_NONE;
+    drop_pending(s);
+}
+
 static void session_end(session_t *s)
 {
     sm_sessions_t *ss = s->ss;
@@ -1052,18 +1092,7 @@ static void session_end(session_t *s)
         s->gone_emitted = true;
     }
     detach_unlink(s);
-    if (s->in_table) {
-        sm_hmap_remove(&ss->table, &s->node);
-        s->in_table = false;
-    }
-    s->conn = SM_HANDLE_NONE;
-    while (s->pend_head) {
-        sm_imsg_t *m = s->pend_head;
-        s->pend_head = m->next;
-        free(m);
-    }
-    s->pend_tail = NULL;
-    s->npend = 0;
+    drop_conn(s);
     if (s->op != NULL)
         return; /* the operation's completion calls us again */
     if (s->replaced)
@@ -1077,12 +1106,15 @@ static void session_end(session_t *s)
         if (sm_registry_release(ss->srv->registry, s->client_id, s->serial) == 0) {
             sm__rooms_leave_all(s);
             op_t *op = sm__sess_op_new(s, OP_RELEASE, NULL);
-            if (sm_store_delete_registration(ss->srv->store, s->client_id, s->session_id,
-                                             sm_worker_taskq(ss->w), on_release_done, op) == 0) {
+            int rc = sm_store_delete_registration(ss->srv->store, s->client_id, s->session_id,
+                                                  sm_worker_taskq(ss->w), on_release_done, op);
+            if (rc == 0) {
                 sm_worker_op_begin(ss->w);
                 s->op = op;
                 return;
             }
+            SM_LOG(SM_LOG_ERROR, SM_MSG("could not delete a registration"),
+                   SM_STR("client_id", s->client_id), SM_STR("error", sm_strerror(rc)));
             sm__sess_op_free(op);
         }
     }
@@ -1097,24 +1129,12 @@ static void session_end(session_t *s)
 static void detach_conn(session_t *s)
 {
     sm_sessions_t *ss = s->ss;
-    if (s->in_table) {
-        sm_hmap_remove(&ss->table, &s->node);
-        s->in_table = false;
-    }
-    s->conn = SM_HANDLE_NONE;
-    while (s->pend_head) {
-        sm_imsg_t *m = s->pend_head;
-        s->pend_head = m->next;
-        free(m);
-    }
-    s->pend_tail = NULL;
-    s->npend = 0;
+    drop_conn(s);
     sm_registry_set_conn(ss->srv->registry, s->client_id, s->serial, SM_HANDLE_NONE);
     sm_member_ref_t m = {.client_id = s->client_id, .serial = s->serial, .conn = SM_HANDLE_NONE};
     sm_rooms_update_member(ss->srv->rooms, s->client_id, s->serial, &m);
     if (!s->gone_emitted)
-        sm_events_emit(ss->srv->events, "client.disconnected", s->client_id, NULL,
-                       s->session_id);
+        sm_events_emit(ss->srv->events, "client.disconnected", s->client_id, NULL, s->session_id);
     s->gone_emitted = true;
 }
 
@@ -1125,11 +1145,12 @@ static void start_window(session_t *s)
     s->detach_deadline = uv_now(sm_worker_loop(ss->w)) + ss->cfg->server_resume_window;
     bool was_empty = sm_list_empty(&ss->detached);
     sm_list_insert_tail(&ss->detached, &s->dnode);
+    ss->ndetached++;
     if (was_empty)
         arm_detach_timer(ss);
     SM_LOG(SM_LOG_INFO, SM_MSG("session detached, waiting for a resume"),
-           SM_STR("client_id", s->client_id), SM_UINT("resume_window_ms",
-                                                      ss->cfg->server_resume_window));
+           SM_STR("client_id", s->client_id),
+           SM_UINT("resume_window_ms", ss->cfg->server_resume_window));
 }
 
 static void detach(session_t *s)
@@ -1157,14 +1178,8 @@ static void on_detach_timer(uv_timer_t *t)
 static void arm_detach_timer(sm_sessions_t *ss)
 {
     sm_list_t *n = sm_list_first(&ss->detached);
-    if (n == NULL) {
-        uv_timer_stop(&ss->detach_timer);
-        return;
-    }
-    session_t *s = SM_CONTAINER_OF(n, session_t, dnode);
-    uint64_t now = uv_now(sm_worker_loop(ss->w));
-    uv_timer_start(&ss->detach_timer, on_detach_timer,
-                   s->detach_deadline > now ? s->detach_deadline - now : 0, 0);
+    arm_at(ss, &ss->detach_timer, on_detach_timer,
+           n ? &SM_CONTAINER_OF(n, session_t, dnode)->detach_deadline : NULL);
 }
 
 void sm_sessions_on_closed(sm_sessions_t *ss, sm_handle_t h, sm_close_reason_t why)
@@ -1202,10 +1217,7 @@ void sm_sessions_drain(sm_sessions_t *ss)
 
 size_t sm_sessions_count(const sm_sessions_t *ss)
 {
-    size_t n = ss->table.count;
-    for (sm_list_t *l = ss->detached.next; l != &ss->detached; l = l->next)
-        n++;
-    return n;
+    return ss->table.count + ss->ndetached;
 }
 
 /* ---- lifecycle ---- */

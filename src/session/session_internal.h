@@ -108,24 +108,27 @@ struct sm_sessions_s {
     sm_list_t reg_timeouts;
     uv_timer_t timer;
     sm_list_t detached; /* ordered by deadline (one fixed window) */
+    size_t ndetached;   /* its length (sm_sessions_count runs every loop turn) */
     uv_timer_t detach_timer;
     uv_timer_t reap_timer; /* worker 0: idle rooms */
     int closing;           /* handles still closing at free */
 };
 
-
 /* Send a frame to the session's connection (dropped when it is gone);
  * counts it under `type`.  Takes the reference to b. */
 void sm__sess_send(session_t *s, sm_obuf_t *b, uint8_t type, uint16_t flags, uint32_t arg);
 /* ERROR `code` echoing uuid, with one optional detail. */
-void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg,
-                    const char *dkey, const char *dval);
+void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg, const char *dkey,
+                    const char *dval);
 /* ERROR 400 for a malformed frame, counted for limits.max_bad_frames. */
 void sm__sess_bad_frame(session_t *s, const uint8_t *uuid, const char *msg, const char *field);
 /* Check order steps 4 and 5 (client_id is the session's, auth_token valid
  * when given).  Sends the error and returns false on failure. */
 bool sm__sess_check_identity(session_t *s, const sm_frame_t *f, sm_payload_str_t cid,
                              sm_payload_str_t token);
+/* Check order step 6 for messages that need a registration: sends ERROR
+ * 401 "client not registered" and returns false when s is not registered. */
+bool sm__sess_require_registered(session_t *s, const sm_frame_t *f);
 op_t *sm__sess_op_new(session_t *s, op_kind_t kind, const uint8_t *uuid);
 void sm__sess_op_free(op_t *op);
 /* The session's operation is over: continue with its waiting frames (or its
@@ -137,6 +140,12 @@ char *sm__sess_dup(sm_payload_str_t v);
 void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root);
 void sm__rooms_on_join(session_t *s, const sm_frame_t *f, const json_t *root);
 void sm__rooms_on_leave(session_t *s, const sm_frame_t *f, const json_t *root);
+/* One ROOM_EVENT frame {event, room_id, client_id?, reason?, tracks?,
+ * timestamp}, encoded once, to every connection in res->notify; "tracks"
+ * lists (sid, tracks[i].track_name) when sid is given and n > 0. */
+void sm__rooms_broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
+                         const char *room_id, const char *client_id, const char *reason,
+                         const char *sid, const sm_room_track_t *tracks, size_t n);
 /* Leave every room of the session's registration, with participant_left
  * events and store updates that nobody waits for. */
 void sm__rooms_leave_all(session_t *s);
@@ -173,7 +182,10 @@ void sm__sfu_ctx_free(struct sm_sfu_ctx_s *c);
 void sm__sfu_close_left(sm_sessions_t *ss, const sm_room_result_t *res);
 /* Idle close: close every member's tracks. */
 void sm__sfu_close_all(sm_sessions_t *ss, const sm_room_result_t *res);
-void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *root);
+/* SESSION_UPDATE from a registered session whose payload p (borrowed from
+ * the frame's JSON tree) session.c has validated. */
+void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f,
+                               const sm_payload_session_update_t *p);
 
 /* router/signal.c */
 void sm__signal_on_frame(session_t *s, const sm_frame_t *f, const json_t *root);

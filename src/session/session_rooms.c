@@ -33,9 +33,9 @@
 
 /* ---- helpers ---- */
 
-/* One ROOM_EVENT frame to every connection in res->notify. */
-static void broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
-                      const char *room_id, const char *client_id, const char *reason)
+void sm__rooms_broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
+                         const char *room_id, const char *client_id, const char *reason,
+                         const char *sid, const sm_room_track_t *tracks, size_t n)
 {
     if (res->n_notify == 0)
         return;
@@ -47,13 +47,13 @@ static void broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char
         sm_reply_str(&r, "client_id", client_id);
     if (reason)
         sm_reply_str(&r, "reason", reason);
-    if (res->pub_sid && res->n_pub) {
-        /* cloudflare mode: the publications that stopped with this member */
+    if (sid && n) {
+        /* cloudflare mode: publications that started or stopped */
         json_t *list = json_array();
-        for (size_t i = 0; i < res->n_pub; i++) {
+        for (size_t i = 0; i < n; i++) {
             json_t *o = json_object();
-            json_object_set_new(o, "session_id", json_string(res->pub_sid));
-            json_object_set_new(o, "track_name", json_string(res->pub[i].track_name));
+            json_object_set_new(o, "session_id", json_string(sid));
+            json_object_set_new(o, "track_name", json_string(tracks[i].track_name));
             json_array_append_new(list, o);
         }
         sm_reply_json(&r, "tracks", list);
@@ -70,6 +70,15 @@ static void broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char
     sm_obuf_unref(b);
 }
 
+/* ROOM_EVENT to res->notify; a leaving member's publications (res->pub,
+ * cloudflare mode) are named in "tracks". */
+static void broadcast(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
+                      const char *room_id, const char *client_id, const char *reason)
+{
+    sm__rooms_broadcast(ss, res, event, room_id, client_id, reason, res->pub_sid, res->pub,
+                        res->n_pub);
+}
+
 /* Store updates nobody waits for (leave on disconnect, idle close): the
  * outcome is only logged; start-up clean-up removes what a failure left. */
 typedef struct {
@@ -78,14 +87,21 @@ typedef struct {
     char *id;
 } ff_t;
 
+/* A room store update that nobody retries: logged, never silent (start-up
+ * clean-up removes the stale row).  status is its submission or outcome. */
+static void log_store_failure(const char *what, const char *room_id, int status)
+{
+    if (status != 0 && status != SM_ENOTFOUND)
+        SM_LOG(SM_LOG_WARN, SM_MSG("room store update failed"), SM_STR("op", what),
+               SM_STR("room_id", room_id), SM_STR("error", sm_strerror(status)));
+}
+
 static void ff_done(int status, const sm_store_result_t *res, void *arg)
 {
     (void)res;
     ff_t *ff = arg;
     sm_worker_op_end(ff->w);
-    if (status != 0 && status != SM_ENOTFOUND)
-        SM_LOG(SM_LOG_WARN, SM_MSG("room store update failed"), SM_STR("op", ff->what),
-               SM_STR("room_id", ff->id), SM_STR("error", sm_strerror(status)));
+    log_store_failure(ff->what, ff->id, status);
     free(ff->id);
     free(ff);
 }
@@ -104,6 +120,7 @@ static void ff_submit(sm_sessions_t *ss, int rc, ff_t *ff)
     if (rc == 0) {
         sm_worker_op_begin(ss->w);
     } else {
+        log_store_failure(ff->what, ff->id, rc);
         free(ff->id);
         free(ff);
     }
@@ -112,9 +129,8 @@ static void ff_submit(sm_sessions_t *ss, int rc, ff_t *ff)
 static void ff_delete_room(sm_sessions_t *ss, const char *room_id)
 {
     ff_t *ff = ff_new(ss, "delete_room", room_id);
-    ff_submit(ss,
-              sm_store_delete_room(ss->srv->store, room_id, sm_worker_taskq(ss->w), ff_done, ff),
-              ff);
+    ff_submit(
+        ss, sm_store_delete_room(ss->srv->store, room_id, sm_worker_taskq(ss->w), ff_done, ff), ff);
 }
 
 static void ff_remove_member(sm_sessions_t *ss, const char *room_id, const char *client_id)
@@ -129,14 +145,6 @@ static void ff_remove_member(sm_sessions_t *ss, const char *room_id, const char 
 static sm_member_ref_t me(const session_t *s)
 {
     return (sm_member_ref_t){.client_id = s->client_id, .serial = s->serial, .conn = s->conn};
-}
-
-static bool require_registered(session_t *s, const sm_frame_t *f)
-{
-    if (s->state == ST_REGISTERED)
-        return true;
-    sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
-    return false;
 }
 
 static void begin_op(session_t *s, op_t *op)
@@ -180,12 +188,14 @@ static void op_error(op_t *op, int status)
         sm__sess_error(s, op->uuid, 404, "room not found", "room_id", op->room_id);
         break;
     case SM_EFULL:
-        sm__sess_error(s, op->uuid, 503, "too many SFU sessions on this server "
-                       "(limits.max_sfu_sessions)", "room_id", op->room_id);
+        sm__sess_error(s, op->uuid, 503,
+                       "too many SFU sessions on this server "
+                       "(limits.max_sfu_sessions)",
+                       "room_id", op->room_id);
         break;
     case SM_EINVAL:
-        sm__sess_error(s, op->uuid, 400, "the SFU refused the session description",
-                       "room_id", op->room_id);
+        sm__sess_error(s, op->uuid, 400, "the SFU refused the session description", "room_id",
+                       op->room_id);
         break;
     default:
         sm__sess_error(s, op->uuid, 503,
@@ -270,9 +280,8 @@ static void on_create_put(int status, const sm_store_result_t *res, void *arg)
             return;
         }
     }
-    if (status == 0 &&
-        sm_store_add_member(ss->srv->store, op->room_id, s->client_id, "sender",
-                            sm_worker_taskq(ss->w), on_create_member, op) == 0) {
+    if (status == 0 && sm_store_add_member(ss->srv->store, op->room_id, s->client_id, "sender",
+                                           sm_worker_taskq(ss->w), on_create_member, op) == 0) {
         sm_worker_op_begin(ss->w);
         return;
     }
@@ -292,43 +301,41 @@ static void on_create_member(int status, const sm_store_result_t *res, void *arg
         ff_delete_room(ss, op->room_id);
         create_failed(op, SM_EUNAVAIL);
         return;
+    }
+    sm_room_sfu_t sfu;
+    sm__sfu_state(op, &sfu);
+    sm_rooms_create_done(ss->srv->rooms, op->room_id, true, &sfu);
+    sm__sfu_committed(op);
+    sm_reply_t r;
+    sm_reply_begin(&r, SM_MSG_ROOM_CREATE_ACK, op->uuid);
+    sm_reply_str(&r, "version", SM_PROTO_VERSION);
+    sm_reply_int(&r, "status", 200);
+    sm_reply_str(&r, "message", "Room created successfully");
+    sm_reply_str(&r, "room_id", op->room_id);
+    sm_reply_str(&r, "session_id", s->session_id);
+    sm_reply_int(&r, "max_participants", op->step);
+    const char *const participants[] = {s->client_id, NULL};
+    sm_reply_str_array(&r, "participants", participants);
+    if (op->sfu) {
+        sm__sfu_ack_create(op, &r);
     } else {
-        sm_room_sfu_t sfu;
-        sm__sfu_state(op, &sfu);
-        sm_rooms_create_done(ss->srv->rooms, op->room_id, true, &sfu);
-        sm__sfu_committed(op);
         char created[40];
         sm_clock_rfc3339(sm_clock_wall_ms(), created, sizeof created);
-        sm_reply_t r;
-        sm_reply_begin(&r, SM_MSG_ROOM_CREATE_ACK, op->uuid);
-        sm_reply_str(&r, "version", SM_PROTO_VERSION);
-        sm_reply_int(&r, "status", 200);
-        sm_reply_str(&r, "message", "Room created successfully");
+        sm_reply_open(&r, "connection_info");
         sm_reply_str(&r, "room_id", op->room_id);
+        sm_reply_str(&r, "role", "sender");
         sm_reply_str(&r, "session_id", s->session_id);
-        sm_reply_int(&r, "max_participants", op->step);
-        const char *const participants[] = {s->client_id, NULL};
-        sm_reply_str_array(&r, "participants", participants);
-        if (op->sfu) {
-            sm__sfu_ack_create(op, &r);
-        } else {
-            sm_reply_open(&r, "connection_info");
-            sm_reply_str(&r, "room_id", op->room_id);
-            sm_reply_str(&r, "role", "sender");
-            sm_reply_str(&r, "session_id", s->session_id);
-            sm_reply_str(&r, "status", "connected");
-            sm_reply_str(&r, "mode", "p2p");
-            sm_reply_open(&r, "metadata");
-            sm_reply_str(&r, "session_id", s->session_id);
-            sm_reply_str(&r, "created_at", created);
-            sm_reply_str(&r, "client_id", s->client_id);
-            sm_reply_close(&r);
-            sm_reply_close(&r);
-        }
-        sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_ROOM_CREATE_ACK, 0, 0);
-        sm_events_emit(ss->srv->events, "room.created", s->client_id, op->room_id,
-                       s->session_id);
+        sm_reply_str(&r, "status", "connected");
+        sm_reply_str(&r, "mode", "p2p");
+        sm_reply_open(&r, "metadata");
+        sm_reply_str(&r, "session_id", s->session_id);
+        sm_reply_str(&r, "created_at", created);
+        sm_reply_str(&r, "client_id", s->client_id);
+        sm_reply_close(&r);
+        sm_reply_close(&r);
     }
+    sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_ROOM_CREATE_ACK, 0, 0);
+    sm_events_emit(ss->srv->events, "room.created", s->client_id, op->room_id, s->session_id);
     sm__sess_op_free(op);
     sm__sess_op_done(s);
 }
@@ -359,7 +366,8 @@ void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
         sm__sess_bad_frame(s, f->uuid, "offer_sdp: longer than 30000 bytes", "offer_sdp");
         return;
     }
-    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) ||
+        !sm__sess_require_registered(s, f))
         return;
     char room_id[SM_PROTO_ID_MAX + 1];
     if (p.room_id.ptr) {
@@ -368,7 +376,10 @@ void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
     } else {
         /* No id given: a random one ("room-" + 16 hex digits). */
         uint8_t rnd[16];
-        sm_uuid_v4(rnd);
+        if (sm_uuid_v4(rnd) != 0) {
+            sm__sess_error(s, f->uuid, 500, "internal error", NULL, NULL);
+            return;
+        }
         snprintf(room_id, sizeof room_id, "room-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
                  rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     }
@@ -417,8 +428,8 @@ static void on_join_member(int status, const sm_store_result_t *res, void *arg)
     sm_room_result_t rr;
     sm_room_sfu_t sfu;
     sm__sfu_state(op, &sfu);
-    bool committed = sm_rooms_join_done(ss->srv->rooms, op->room_id, s->client_id, op->serial,
-                                        status == 0, &sfu, &rr);
+    bool committed =
+        sm_rooms_join_done(ss->srv->rooms, op->room_id, s->client_id, status == 0, &sfu, &rr);
     if (status == 0 && !committed) {
         /* The room closed while the store wrote the membership. */
         ff_remove_member(ss, op->room_id, s->client_id);
@@ -436,10 +447,7 @@ static void on_join_member(int status, const sm_store_result_t *res, void *arg)
         sm_reply_str(&r, "message", "Joined room");
         sm_reply_str(&r, "room_id", op->room_id);
         sm_reply_str(&r, "session_id", s->session_id);
-        char **list = sm_xcalloc(rr.n_participants + 1, sizeof *list);
-        memcpy(list, rr.participants, rr.n_participants * sizeof *list);
-        sm_reply_str_array(&r, "participants", (const char *const *)list);
-        free(list);
+        sm_reply_str_array(&r, "participants", (const char *const *)rr.participants);
         if (rr.offer_sdp)
             sm_reply_str(&r, "offer_sdp", rr.offer_sdp);
         if (op->sfu)
@@ -470,7 +478,8 @@ void sm__rooms_on_join(session_t *s, const sm_frame_t *f, const json_t *root)
         sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
-    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) ||
+        !sm__sess_require_registered(s, f))
         return;
     if (sm__sfu_enabled(ss) && p.offer_sdp.ptr &&
         sm_sdp_media(p.offer_sdp.ptr, p.offer_sdp.len, NULL, 0) < 0) {
@@ -503,8 +512,7 @@ void sm__rooms_join_failed(op_t *op, int status)
 {
     session_t *s = op->s;
     sm_room_result_t rr;
-    sm_rooms_join_done(op->ss->srv->rooms, op->room_id, s->client_id, op->serial, false, NULL,
-                       &rr);
+    sm_rooms_join_done(op->ss->srv->rooms, op->room_id, s->client_id, false, NULL, &rr);
     sm_room_result_free(&rr);
     op_error(op, status);
     sm__sess_op_free(op);
@@ -564,9 +572,7 @@ static void on_leave_done(int status, const sm_store_result_t *res, void *arg)
     op_t *op = arg;
     session_t *s = op->s;
     sm_worker_op_end(op->ss->w);
-    if (status != 0 && status != SM_ENOTFOUND)
-        SM_LOG(SM_LOG_WARN, SM_MSG("room store update failed"), SM_STR("op", "leave"),
-               SM_STR("room_id", op->room_id), SM_STR("error", sm_strerror(status)));
+    log_store_failure("leave", op->room_id, status);
     send_leave_ack(s, op->uuid, op->room_id);
     sm__sess_op_free(op);
     sm__sess_op_done(s);
@@ -581,7 +587,8 @@ void sm__rooms_on_leave(session_t *s, const sm_frame_t *f, const json_t *root)
         sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
         return;
     }
-    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) || !require_registered(s, f))
+    if (!sm__sess_check_identity(s, f, p.client_id, p.auth_token) ||
+        !sm__sess_require_registered(s, f))
         return;
     char *room_id = sm__sess_dup(p.room_id);
     bool closed = false;
@@ -597,6 +604,7 @@ void sm__rooms_on_leave(session_t *s, const sm_frame_t *f, const json_t *root)
                     : sm_store_remove_member(ss->srv->store, room_id, s->client_id,
                                              sm_worker_taskq(ss->w), on_leave_done, op);
     if (rc != 0) {
+        log_store_failure("leave", room_id, rc);
         send_leave_ack(s, f->uuid, room_id);
         sm__sess_op_free(op);
         return;

@@ -40,15 +40,15 @@
 #define MAX_TRACKS 64 /* per tracks/new request (§1.4) */
 
 typedef struct sm_sfu_ctx_s {
-    char *offer;      /* the client's offer (create/join) */
+    char *offer; /* the client's offer (create/join) */
     size_t offer_len;
-    char *pub_sid;    /* publish session */
-    char *answer;     /* SFU answer to the client's offer */
+    char *pub_sid; /* publish session */
+    char *answer;  /* SFU answer to the client's offer */
     sm_room_track_t pub[MAX_TRACKS];
     json_t *pub_items; /* [{track_name, mid, error?}] for the ACK */
     size_t n_pub;
-    char *sub_sid;    /* subscribe session */
-    char *sub_offer;  /* SFU offer from the pull, or NULL */
+    char *sub_sid;     /* subscribe session */
+    char *sub_offer;   /* SFU offer from the pull, or NULL */
     json_t *sub_items; /* [{session_id, track_name, mid, error?}] */
     char *pulled[MAX_TRACKS];
     size_t n_pulled;
@@ -74,8 +74,8 @@ size_t sm__sfu_publishable(const char *sdp, size_t len, sm_sdp_media_t *out, siz
     size_t k = 0;
     for (int i = 0; i < n && i < MAX_TRACKS && k < cap; i++) {
         bool media = strcmp(all[i].kind, "audio") == 0 || strcmp(all[i].kind, "video") == 0;
-        bool sending = strcmp(all[i].direction, "sendrecv") == 0 ||
-                       strcmp(all[i].direction, "sendonly") == 0;
+        bool sending =
+            strcmp(all[i].direction, "sendrecv") == 0 || strcmp(all[i].direction, "sendonly") == 0;
         if (media && sending && !all[i].rejected)
             out[k++] = all[i];
     }
@@ -99,6 +99,17 @@ static int http_code(int err)
 static void timer_closed(uv_handle_t *h)
 {
     free(h);
+}
+
+/* A one-shot timer calling cb(data) after PULL_RETRY_MS; close it with
+ * uv_close(.., timer_closed). */
+static uv_timer_t *retry_later(sm_sessions_t *ss, uv_timer_cb cb, void *data)
+{
+    uv_timer_t *t = sm_xmalloc(sizeof *t);
+    uv_timer_init(sm_worker_loop(ss->w), t);
+    t->data = data;
+    uv_timer_start(t, cb, PULL_RETRY_MS, 0);
+    return t;
 }
 
 static void ctx_stop_timer(sm_sfu_ctx_t *c)
@@ -192,10 +203,13 @@ static void close_ff(sm_sessions_t *ss, const char *sid, const char *const *mids
     close_ff_t *x = sm_xmalloc(sizeof *x);
     x->w = ss->w;
     x->sid = sm_xstrdup(sid);
-    if (sm_cf_close(ss->srv->cf, sid, mids, n, true, on_close_ff, x) == 0) {
+    int rc = sm_cf_close(ss->srv->cf, sid, mids, n, true, on_close_ff, x);
+    if (rc == 0) {
         sm_worker_op_begin(ss->w);
         return;
     }
+    SM_LOG(SM_LOG_WARN, SM_MSG("SFU track close failed"), SM_STR("session_id", sid),
+           SM_STR("error", sm_strerror(rc)));
     free(x->sid);
     free(x);
 }
@@ -205,6 +219,15 @@ static void close_ff(sm_sessions_t *ss, const char *sid, const char *const *mids
 static void step_sub_session(op_t *op);
 static void step_pull(op_t *op);
 
+/* The create or join ends with status (session_rooms.c answers it). */
+static void op_failed(op_t *op, int status)
+{
+    if (op->sfu->joining)
+        sm__rooms_join_failed(op, status);
+    else
+        sm__rooms_create_failed(op, status);
+}
+
 static void fail(op_t *op, int err, const char *what)
 {
     SM_LOG(SM_LOG_WARN, SM_MSG("SFU call failed"), SM_STR("step", what),
@@ -213,11 +236,7 @@ static void fail(op_t *op, int err, const char *what)
     /* Only "the SFU refused the SDP" (400) and our own cap (503) are worth
      * telling apart; 406/410/404 from the SFU are its failures, not a room
      * that exists or not: 503 like every other SFU failure. */
-    int status = err == SM_EINVAL || err == SM_EFULL ? err : SM_EUNAVAIL;
-    if (op->sfu->joining)
-        sm__rooms_join_failed(op, status);
-    else
-        sm__rooms_create_failed(op, status);
+    op_failed(op, err == SM_EINVAL || err == SM_EFULL ? err : SM_EUNAVAIL);
 }
 
 static void on_push(const sm_cf_result_t *r, void *arg)
@@ -259,8 +278,8 @@ static void on_pub_session(const sm_cf_result_t *r, void *arg)
     size_t n = sm__sfu_publishable(c->offer, c->offer_len, media, MAX_TRACKS);
     for (size_t i = 0; i < n; i++) {
         snprintf(names[i], sizeof names[i], "%s-%s", media[i].kind, media[i].mid);
-        tracks[i] = (sm_cf_track_t){.location = "local", .mid = media[i].mid,
-                                    .track_name = names[i]};
+        tracks[i] =
+            (sm_cf_track_t){.location = "local", .mid = media[i].mid, .track_name = names[i]};
     }
     if (sm_cf_push(op->ss->srv->cf, c->pub_sid, c->offer, tracks, n, on_push, op) != 0) {
         fail(op, SM_EUNAVAIL, "push");
@@ -345,10 +364,7 @@ static void on_pull(const sm_cf_result_t *r, void *arg)
     }
     if (all_not_sending(r) && uv_now(sm_worker_loop(ss->w)) + PULL_RETRY_MS < c->pull_deadline) {
         /* Nothing is pending on the session: try again shortly. */
-        c->timer = sm_xmalloc(sizeof *c->timer);
-        uv_timer_init(sm_worker_loop(ss->w), c->timer);
-        c->timer->data = op;
-        uv_timer_start(c->timer, on_retry_timer, PULL_RETRY_MS, 0);
+        c->timer = retry_later(ss, on_retry_timer, op);
         return;
     }
     c->sub_offer = r->sdp ? sm_xstrdup(r->sdp) : NULL;
@@ -362,7 +378,8 @@ static void step_pull(op_t *op)
     size_t n = c->n_pubs < MAX_TRACKS ? c->n_pubs : MAX_TRACKS;
     sm_cf_track_t tracks[MAX_TRACKS];
     for (size_t i = 0; i < n; i++)
-        tracks[i] = (sm_cf_track_t){.location = "remote", .session_id = c->pubs[i].session_id,
+        tracks[i] = (sm_cf_track_t){.location = "remote",
+                                    .session_id = c->pubs[i].session_id,
                                     .track_name = c->pubs[i].track_name};
     if (sm_cf_pull(op->ss->srv->cf, c->sub_sid, tracks, n, on_pull, op) != 0) {
         fail(op, SM_EUNAVAIL, "pull");
@@ -385,10 +402,7 @@ static void start(op_t *op, const char *offer, size_t len, bool joining)
         c->offer_len = len;
     }
     if (!reserve_sessions(ss, c, offer ? 2 : 1)) {
-        if (joining)
-            sm__rooms_join_failed(op, SM_EFULL);
-        else
-            sm__rooms_create_failed(op, SM_EFULL);
+        op_failed(op, SM_EFULL);
         return;
     }
     int rc = offer ? sm_cf_session_new(ss->srv->cf, on_pub_session, op)
@@ -495,38 +509,6 @@ void sm__sfu_ack_join(op_t *op, sm_reply_t *r)
     sm_reply_close(r);
 }
 
-/* ROOM_EVENT with a "tracks" list of publications to every res->notify. */
-static void broadcast_tracks(sm_sessions_t *ss, const sm_room_result_t *res, const char *event,
-                             const char *room_id, const char *client_id, const char *sid,
-                             const sm_room_track_t *tracks, size_t n)
-{
-    if (res->n_notify == 0)
-        return;
-    json_t *list = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "session_id", json_string(sid ? sid : ""));
-        json_object_set_new(o, "track_name", json_string(tracks[i].track_name));
-        json_array_append_new(list, o);
-    }
-    sm_reply_t r;
-    sm_reply_begin(&r, SM_MSG_ROOM_EVENT, NULL);
-    sm_reply_str(&r, "event", event);
-    sm_reply_str(&r, "room_id", room_id);
-    sm_reply_str(&r, "client_id", client_id);
-    sm_reply_json(&r, "tracks", list);
-    sm_reply_int(&r, "timestamp", sm_clock_wall_ms());
-    json_decref(list);
-    sm_obuf_t *b = sm_reply_finish(&r, NULL);
-    if (b == NULL)
-        return;
-    for (size_t i = 0; i < res->n_notify; i++) {
-        sm_count(&ss->ctr->msgs_out[sm_metric_msg_index(SM_MSG_ROOM_EVENT)], 1);
-        sm_worker_send(ss->w, res->notify[i], sm_obuf_ref(b), 0, 0);
-    }
-    sm_obuf_unref(b);
-}
-
 /* Was (session_id, track_name) in the publications the join pulled? */
 static bool pulled_already(const sm_sfu_ctx_t *c, const sm_room_pub_t *p)
 {
@@ -544,8 +526,8 @@ void sm__sfu_announce(op_t *op, const sm_room_result_t *res)
     if (c == NULL)
         return;
     if (c->pub_sid && c->n_pub)
-        broadcast_tracks(op->ss, res, "tracks_published", op->room_id, op->client_id, c->pub_sid,
-                         c->pub, c->n_pub);
+        sm__rooms_broadcast(op->ss, res, "tracks_published", op->room_id, op->client_id, NULL,
+                            c->pub_sid, c->pub, c->n_pub);
     /* Publications committed while this join was pulling reached only the
      * members committed then: tell the joiner about them now, one event per
      * publisher, so it can pull them (SESSION_UPDATE pull). */
@@ -563,8 +545,8 @@ void sm__sfu_announce(op_t *op, const sm_room_result_t *res)
             j++;
         }
         if (k > 0)
-            broadcast_tracks(op->ss, &me_only, "tracks_published", op->room_id, now[i].client_id,
-                             now[i].session_id, missed, k);
+            sm__rooms_broadcast(op->ss, &me_only, "tracks_published", op->room_id, now[i].client_id,
+                                NULL, now[i].session_id, missed, k);
         i = j;
     }
     sm_room_pubs_free(now, n);
@@ -642,15 +624,10 @@ static int submit_pull(upd_t *u)
     return sm_cf_pull(u->s->ss->srv->cf, u->sid, tracks, n, on_update_done, u);
 }
 
-static void upd_timer_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static void on_upd_retry(uv_timer_t *t)
 {
     upd_t *u = t->data;
-    uv_close((uv_handle_t *)t, upd_timer_closed);
+    uv_close((uv_handle_t *)t, timer_closed);
     u->timer = NULL;
     if (submit_pull(u) == 0) {
         sm_worker_op_begin(u->s->ss->w);
@@ -667,7 +644,8 @@ static void on_update_done(const sm_cf_result_t *r, void *arg)
     sm_sessions_t *ss = s->ss;
     sm_worker_op_end(ss->w);
     if (r->err != 0) {
-        const char *msg = r->err == SM_ECONFLICT ? "SFU session busy: answer its pending offer first"
+        const char *msg = r->err == SM_ECONFLICT
+                              ? "SFU session busy: answer its pending offer first"
                           : r->err == SM_ENOTFOUND ? "SFU session not found or expired"
                           : r->err == SM_EINVAL    ? "SFU refused the request"
                                                    : "SFU unavailable, try again later";
@@ -677,10 +655,7 @@ static void on_update_done(const sm_cf_result_t *r, void *arg)
     }
     if (u->action == SM_PAYLOAD_ACTION_PULL && all_not_sending(r) &&
         uv_now(sm_worker_loop(ss->w)) + PULL_RETRY_MS < u->deadline) {
-        u->timer = sm_xmalloc(sizeof *u->timer);
-        uv_timer_init(sm_worker_loop(ss->w), u->timer);
-        u->timer->data = u;
-        uv_timer_start(u->timer, on_upd_retry, PULL_RETRY_MS, 0);
+        u->timer = retry_later(ss, on_upd_retry, u);
         return;
     }
     sm_reply_t rep;
@@ -719,8 +694,7 @@ static void on_update_done(const sm_cf_result_t *r, void *arg)
             json_array_append_new(items, o);
         }
         if (u->is_sub)
-            sm_rooms_pulled(ss->srv->rooms, u->room_id, s->client_id, s->serial, closed, n,
-                            false);
+            sm_rooms_pulled(ss->srv->rooms, u->room_id, s->client_id, s->serial, closed, n, false);
         else /* stopped publications are not offered to later joiners any more */
             sm_rooms_unpublish(ss->srv->rooms, u->room_id, s->client_id, s->serial, closed, n);
         sm_reply_str(&rep, "action", "close");
@@ -734,24 +708,15 @@ static void on_update_done(const sm_cf_result_t *r, void *arg)
     upd_finish(u);
 }
 
-void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *root)
+void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f,
+                               const sm_payload_session_update_t *p)
 {
     sm_sessions_t *ss = s->ss;
-    sm_payload_session_update_t p;
-    sm_payload_err_t perr;
-    if (sm_payload_validate_session_update(root, &p, &perr) != 0) {
-        sm__sess_bad_frame(s, f->uuid, perr.message, perr.field);
-        return;
-    }
-    if (s->state != ST_REGISTERED) {
-        sm__sess_error(s, f->uuid, 401, "client not registered", "client_id", s->client_id);
-        return;
-    }
     upd_t *u = sm_xcalloc(1, sizeof *u);
     u->s = s;
     memcpy(u->uuid, f->uuid, sizeof u->uuid);
-    u->sid = sm__sess_dup(p.session_id);
-    u->action = p.action;
+    u->sid = sm__sess_dup(p->session_id);
+    u->action = p->action;
     if (sm_rooms_find_sfu_session(ss->srv->rooms, s->client_id, s->serial, u->sid, &u->room_id,
                                   &u->is_sub) != 0) {
         sm__sess_error(s, f->uuid, 404, "session_id is not one of this client's SFU sessions",
@@ -760,11 +725,11 @@ void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *
         return;
     }
     int rc;
-    if (p.action == SM_PAYLOAD_ACTION_ANSWER) {
-        char *answer = sm__sess_dup(p.answer_sdp);
+    if (p->action == SM_PAYLOAD_ACTION_ANSWER) {
+        char *answer = sm__sess_dup(p->answer_sdp);
         rc = sm_cf_renegotiate(ss->srv->cf, u->sid, answer, on_update_done, u);
         free(answer);
-    } else if (p.action == SM_PAYLOAD_ACTION_PULL) {
+    } else if (p->action == SM_PAYLOAD_ACTION_PULL) {
         if (!u->is_sub) {
             sm__sess_error(s, f->uuid, 400, "pull: use the subscribe session_id", "session_id",
                            u->sid);
@@ -774,12 +739,11 @@ void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *
         /* Each publication to pull: {session_id, track_name} strings. */
         size_t k;
         json_t *t;
-        json_array_foreach(p.tracks, k, t)
+        json_array_foreach(p->tracks, k, t)
         {
             const char *sid = json_string_value(json_object_get(t, "session_id"));
             const char *name = json_string_value(json_object_get(t, "track_name"));
-            if (sid == NULL || *sid == '\0' || name == NULL || *name == '\0' ||
-                k >= MAX_TRACKS) {
+            if (sid == NULL || *sid == '\0' || name == NULL || *name == '\0' || k >= MAX_TRACKS) {
                 sm__sess_bad_frame(s, f->uuid,
                                    k >= MAX_TRACKS
                                        ? "tracks: at most 64 tracks per pull"
@@ -790,14 +754,14 @@ void sm__sfu_on_session_update(session_t *s, const sm_frame_t *f, const json_t *
                 return;
             }
         }
-        u->tracks = json_incref(p.tracks);
+        u->tracks = json_incref(p->tracks);
         u->deadline = uv_now(sm_worker_loop(ss->w)) + ss->cfg->webrtc_cloudflare_timeout;
         rc = submit_pull(u);
     } else {
         const char *mids[MAX_TRACKS];
         size_t n = 0, i;
         json_t *m;
-        json_array_foreach(p.mids, i, m)
+        json_array_foreach(p->mids, i, m)
         {
             const char *mid = json_string_value(m);
             if (mid == NULL || *mid == '\0' || n == MAX_TRACKS) {
