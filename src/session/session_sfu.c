@@ -58,6 +58,7 @@ typedef struct sm_sfu_ctx_s {
     int sessions; /* SFU sessions counted in srv->sfu_sessions */
     bool joining;
     uv_timer_t *timer;
+    sm_worker_t *timer_w; /* the worker whose drain counts the armed timer */
 } sm_sfu_ctx_t;
 
 bool sm__sfu_enabled(const sm_sessions_t *ss)
@@ -102,9 +103,12 @@ static void timer_closed(uv_handle_t *h)
 }
 
 /* A one-shot timer calling cb(data) after PULL_RETRY_MS; close it with
- * uv_close(.., timer_closed). */
+ * uv_close(.., timer_closed).  The armed timer counts as an operation in
+ * flight (sm_worker_op_begin), so that a drain waits for the retry: the
+ * callback, or whoever stops the timer, ends it. */
 static uv_timer_t *retry_later(sm_sessions_t *ss, uv_timer_cb cb, void *data)
 {
+    sm_worker_op_begin(ss->w);
     uv_timer_t *t = sm_xmalloc(sizeof *t);
     uv_timer_init(sm_worker_loop(ss->w), t);
     t->data = data;
@@ -118,6 +122,7 @@ static void ctx_stop_timer(sm_sfu_ctx_t *c)
         uv_timer_stop(c->timer);
         uv_close((uv_handle_t *)c->timer, timer_closed);
         c->timer = NULL;
+        sm_worker_op_end(c->timer_w);
     }
 }
 
@@ -365,6 +370,7 @@ static void on_pull(const sm_cf_result_t *r, void *arg)
     if (all_not_sending(r) && uv_now(sm_worker_loop(ss->w)) + PULL_RETRY_MS < c->pull_deadline) {
         /* Nothing is pending on the session: try again shortly. */
         c->timer = retry_later(ss, on_retry_timer, op);
+        c->timer_w = ss->w;
         return;
     }
     c->sub_offer = r->sdp ? sm_xstrdup(r->sdp) : NULL;
@@ -629,6 +635,7 @@ static void on_upd_retry(uv_timer_t *t)
     upd_t *u = t->data;
     uv_close((uv_handle_t *)t, timer_closed);
     u->timer = NULL;
+    sm_worker_op_end(u->s->ss->w); /* the retry_later one */
     if (submit_pull(u) == 0) {
         sm_worker_op_begin(u->s->ss->w);
         return;
