@@ -112,6 +112,20 @@ void sm__sess_send(session_t *s, sm_obuf_t *b, uint8_t type, uint16_t flags, uin
     sm_worker_send(s->ss->w, s->conn, b, flags, arg);
 }
 
+void sm__sess_reply(session_t *s, sm_reply_t *r, const uint8_t *uuid, uint8_t type,
+                    const char *dkey, const char *dval)
+{
+    sm_obuf_t *b = sm_reply_finish(r, NULL);
+    if (b != NULL) {
+        sm__sess_send(s, b, type, 0, 0);
+        return;
+    }
+    SM_LOG(SM_LOG_WARN, SM_MSG("reply too large for one frame: ERROR 413 instead"),
+           SM_STR("type", sm_msg_type_name(type)),
+           SM_STR("client_id", s->client_id ? s->client_id : ""));
+    sm__sess_error(s, uuid, 413, "reply too large", dkey, dval);
+}
+
 void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg, const char *dkey,
                     const char *dval)
 {

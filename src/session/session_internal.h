@@ -117,6 +117,11 @@ struct sm_sessions_s {
 /* Send a frame to the session's connection (dropped when it is gone);
  * counts it under `type`.  Takes the reference to b. */
 void sm__sess_send(session_t *s, sm_obuf_t *b, uint8_t type, uint16_t flags, uint32_t arg);
+/* Finish an ACK and send it; an ACK that outgrew a frame (it carries SDP or
+ * other data from elsewhere) is answered ERROR 413 "reply too large" with
+ * details {dkey: dval} instead, and logged.  What the request did stands. */
+void sm__sess_reply(session_t *s, sm_reply_t *r, const uint8_t *uuid, uint8_t type,
+                    const char *dkey, const char *dval);
 /* ERROR `code` echoing uuid, with one optional detail. */
 void sm__sess_error(session_t *s, const uint8_t *uuid, int code, const char *msg, const char *dkey,
                     const char *dval);

@@ -334,7 +334,7 @@ static void on_create_member(int status, const sm_store_result_t *res, void *arg
         sm_reply_close(&r);
         sm_reply_close(&r);
     }
-    sm__sess_send(s, sm_reply_finish(&r, NULL), SM_MSG_ROOM_CREATE_ACK, 0, 0);
+    sm__sess_reply(s, &r, op->uuid, SM_MSG_ROOM_CREATE_ACK, "room_id", op->room_id);
     sm_events_emit(ss->srv->events, "room.created", s->client_id, op->room_id, s->session_id);
     sm__sess_op_free(op);
     sm__sess_op_done(s);
@@ -452,12 +452,7 @@ static void on_join_member(int status, const sm_store_result_t *res, void *arg)
             sm_reply_str(&r, "offer_sdp", rr.offer_sdp);
         if (op->sfu)
             sm__sfu_ack_join(op, &r);
-        int err = 0;
-        sm_obuf_t *b = sm_reply_finish(&r, &err);
-        if (b)
-            sm__sess_send(s, b, SM_MSG_ROOM_JOIN_ACK, 0, 0);
-        else
-            sm__sess_error(s, op->uuid, 413, "reply too large", "room_id", op->room_id);
+        sm__sess_reply(s, &r, op->uuid, SM_MSG_ROOM_JOIN_ACK, "room_id", op->room_id);
         broadcast(ss, &rr, "participant_joined", op->room_id, s->client_id, NULL);
         sm__sfu_announce(op, &rr);
         sm_rooms_touch(ss->srv->rooms, op->room_id, strlen(op->room_id),

@@ -710,7 +710,7 @@ static void on_update_done(const sm_cf_result_t *r, void *arg)
     } else {
         sm_reply_str(&rep, "action", "answer");
     }
-    sm__sess_send(s, sm_reply_finish(&rep, NULL), SM_MSG_SESSION_UPDATE_ACK, 0, 0);
+    sm__sess_reply(s, &rep, u->uuid, SM_MSG_SESSION_UPDATE_ACK, "session_id", u->sid);
     sm_rooms_touch(ss->srv->rooms, u->room_id, strlen(u->room_id), (int64_t)sm_clock_mono_ms());
     upd_finish(u);
 }

@@ -389,6 +389,22 @@ test('pull of a publication not sending yet is retried until it works (join and 
         assert.ok(calls(ctl, j.subscribe.session_id, 'tracks/new', 'POST').length >= n0 + 3);
     });
 
+test('a SESSION_UPDATE_ACK that would outgrow a frame is answered ERROR 413, not dropped', opts, async (t) => {
+    const { srv } = await setup(t);
+    const a = await registered(srv, 1);
+    const b = await registered(srv, 2);
+    const aPub = (await createWithOffer(a, 'r-big')).connection_info.session_id;
+    const sub = (await joinAndAnswer(b, 'r-big')).subscribe.session_id;
+    /* every pull adds 64 m-sections to the SFU's next offer for the session */
+    const tracks = Array.from({ length: 64 }, () => ({ session_id: aPub, track_name: 'audio-0' }));
+    const first = await updated(b, { session_id: sub, action: 'pull', tracks });
+    await updated(b, { session_id: sub, action: 'answer', answer_sdp: answerTo(first.offer_sdp) });
+    const f = await sessionUpdate(b, { session_id: sub, action: 'pull', tracks });
+    const e = expectError(f, 413, /reply too large/);
+    assert.equal(e.details.session_id, sub);
+    assert.ok(srv.logs.some((j) => j.msg === 'reply too large for one frame: ERROR 413 instead'));
+});
+
 test('pull of a publication that never sends: tracks[].error once webrtc.cloudflare_timeout has passed',
     opts, async (t) => {
         const { ctl, srv } = await setup(t, { timeout: '1500ms' });
