@@ -33,6 +33,7 @@
 #include "core/assert.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/hex.h"
 #include "core/hmap.h"
 #include "core/list.h"
 #include "events/events.h"
@@ -522,36 +523,6 @@ bool sm__sess_require_registered(session_t *s, const sm_frame_t *f)
 
 /* ---- resume (DECISIONS §3) ---- */
 
-static void hex(const uint8_t *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static bool unhex(const char *in, size_t len, uint8_t *out, size_t n)
-{
-    if (len != 2 * n)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        int v = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
-        if (v < 0)
-            return false;
-        if (i % 2 == 0)
-            out[i / 2] = (uint8_t)(v << 4);
-        else
-            out[i / 2] |= (uint8_t)v;
-    }
-    return true;
-}
-
 static bool ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
 {
     uint8_t d = 0;
@@ -638,7 +609,7 @@ static bool try_resume(session_t *s, sm_payload_str_t token)
     sm_sessions_t *ss = s->ss;
     uint8_t want[sizeof s->resume_token];
     sm_reg_holder_t h;
-    if (!unhex(token.ptr, token.len, want, sizeof want) ||
+    if (!sm_hex_decode(token.ptr, token.len, want, sizeof want) ||
         sm_registry_lookup(ss->srv->registry, s->client_id, strlen(s->client_id), &h) != 0 ||
         !h.registered || h.releasing || !ct_equal(h.resume_token, want, sizeof want))
         return false;
@@ -685,7 +656,7 @@ static void connect_accept(session_t *s, const uint8_t *uuid, char *cid, const c
         sm_uuid_format(sid, s->session_id);
     s->state = resumed ? ST_REGISTERED : ST_CONNECTED;
     char token[2 * sizeof s->resume_token + 1];
-    hex(s->resume_token, sizeof s->resume_token, token);
+    sm_hex_encode(s->resume_token, sizeof s->resume_token, token);
 
     static const char *const caps[] = {"websocket", "heartbeat", "webrtc", NULL};
     sm_reply_t r;
@@ -709,10 +680,10 @@ static void on_client_fetched(int status, const sm_store_result_t *res, void *ar
     session_t *s = op->s;
     sm_worker_op_end(op->ss->w);
     uint8_t want[SM_AUTH_DIGEST_LEN];
-    bool ok =
-        status == 0 && res->client && res->client->token_sha256 &&
-        unhex(res->client->token_sha256, strlen(res->client->token_sha256), want, sizeof want) &&
-        sm_auth_digest_equal(want, op->token_digest);
+    bool ok = status == 0 && res->client && res->client->token_sha256 &&
+              sm_hex_decode(res->client->token_sha256, strlen(res->client->token_sha256), want,
+                            sizeof want) &&
+              sm_auth_digest_equal(want, op->token_digest);
     if (s->ended) {
         /* The connection went while the store was read: nobody to accept
          * (no client.connected for a gone session, and no resume token

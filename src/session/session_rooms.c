@@ -20,6 +20,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/hex.h"
 #include "events/events.h"
 #include "log/log.h"
 #include "proto/reply.h"
@@ -380,8 +381,8 @@ void sm__rooms_on_create(session_t *s, const sm_frame_t *f, const json_t *root)
             sm__sess_error(s, f->uuid, 500, "internal error", NULL, NULL);
             return;
         }
-        snprintf(room_id, sizeof room_id, "room-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
-                 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+        memcpy(room_id, "room-", 5);
+        sm_hex_encode(rnd, 8, room_id + 5);
     }
     int cap = (int)ss->cfg->webrtc_max_participants;
     int maxp = p.max_participants > 0 && p.max_participants < cap ? (int)p.max_participants : cap;
