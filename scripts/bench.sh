@@ -49,6 +49,24 @@ BENCH_TICK_US=${BENCH_TICK_US:-100}
 BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-0}
 BENCH_CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 BENCH_NICE=${BENCH_NICE:-}
+
+# Bad settings stop here, with the variable's name.
+bad() {
+    echo "bench: $1 (got '$2')" >&2
+    exit 2
+}
+for v in BENCH_SECONDS BENCH_WARMUP; do
+    [[ ${!v} =~ ^[0-9]+(\.[0-9]+)?$ ]] || bad "$v must be a number of seconds" "${!v}"
+done
+for v in BENCH_RUNS BENCH_IDLE_CONNS BENCH_TICK_US BENCH_SERVER_CPU BENCH_CLIENT_CPU; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || bad "$v must be a whole number" "${!v}"
+done
+((BENCH_RUNS >= 1)) || bad "BENCH_RUNS must be at least 1" "$BENCH_RUNS"
+[[ $BENCH_NODE =~ ^[01]$ ]] || bad "BENCH_NODE must be 0 or 1" "$BENCH_NODE"
+for t in $BENCH_THREADS; do
+    [[ $t =~ ^[1-9][0-9]*/[1-9][0-9]*$ ]] || bad "BENCH_THREADS items must be <io_threads>/<workers>" "$t"
+done
+[ -z "$BENCH_NICE" ] || [[ $BENCH_NICE =~ ^-?[0-9]+$ ]] || bad "BENCH_NICE must be an integer" "$BENCH_NICE"
 nice_cmd=()
 autogroup_old=""
 if [ -n "$BENCH_NICE" ]; then

@@ -665,7 +665,9 @@ int sm_rooms_unpublish(sm_rooms_t *r, const char *room_id, const char *client_id
                 if (strcmp(m->pub[k].mid, mids[i]) == 0) {
                     free(m->pub[k].track_name);
                     free(m->pub[k].mid);
-                    m->pub[k] = m->pub[--m->n_pub];
+                    /* Keep publication order: later joiners pull in it. */
+                    memmove(&m->pub[k], &m->pub[k + 1], (m->n_pub - k - 1) * sizeof *m->pub);
+                    m->n_pub--;
                     break;
                 }
             }

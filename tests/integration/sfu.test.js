@@ -405,6 +405,16 @@ test('a SESSION_UPDATE_ACK that would outgrow a frame is answered ERROR 413, not
     assert.ok(srv.logs.some((j) => j.msg === 'reply too large for one frame: ERROR 413 instead'));
 });
 
+test('a closed publication leaves the others in publication order for later joiners', opts, async (t) => {
+    const { srv } = await setup(t);
+    const a = await registered(srv, 1);
+    const b = await registered(srv, 2);
+    const ca = await createWithOffer(a, 'r-order', ['audio', 'video', 'audio']);
+    await updated(a, { session_id: ca.connection_info.session_id, action: 'close', mids: ['0'] });
+    const j = await joinAndAnswer(b, 'r-order');
+    assert.deepEqual(j.subscribe.tracks.map((x) => x.track_name), ['video-1', 'audio-2']);
+});
+
 test('pull of a publication that never sends: tracks[].error once webrtc.cloudflare_timeout has passed',
     opts, async (t) => {
         const { ctl, srv } = await setup(t, { timeout: '1500ms' });
